@@ -1,0 +1,35 @@
+# Developer and CI entry points. `./setup.sh` makes .venv (with `just` inside) first.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv/bin"
+export PATH := venv + ":" + env_var("PATH")
+
+# List the recipes.
+default:
+    @just --list
+
+# Simulator + engine (paper, offline) as supervised child processes; Ctrl-C stops all.
+run *ARGS:
+    appliance run {{ARGS}}
+
+# Lint, type-check, then the whole test suite.
+test *ARGS: lint
+    pytest -q {{ARGS}}
+
+# ruff (lint + format check) and mypy --strict on app/.
+lint:
+    ruff check app tests benchmarks
+    mypy
+
+# Benchmarks that print figures (decode, indicators, ingestion + recording throughput).
+bench:
+    python benchmarks/decode_bench.py
+    python benchmarks/ingest_bench.py
+
+# The exchange simulator alone.
+sim *ARGS:
+    appliance sim {{ARGS}}
+
+# Send a control command to the running engine, e.g. `just ctl status`.
+ctl *ARGS:
+    appliance ctl {{ARGS}}

@@ -1,0 +1,134 @@
+"""``appliance``: the one command-line entry point.
+
+Subcommands: ``run`` (developer's stand-in for the appliance: simulator + engine as child
+processes), ``engine``, ``sim``, ``ctl``. ``--data-dir`` is common to all; its default is ``data/``
+in the working copy when the package runs from one, and ``/var/lib/appliance`` otherwise (the
+image). The environment variable ``APPLIANCE_DATA_DIR`` overrides the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from app import config as config_mod
+from app.clock import SystemClock
+from app.errors import ApplianceError
+
+
+def default_data_dir() -> Path:
+    if env := os.environ.get("APPLIANCE_DATA_DIR"):
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").exists() and (checkout / ".git").exists():
+        return checkout / "data"
+    return Path("/var/lib/appliance")
+
+
+def _symbols(text: str) -> tuple[str, ...]:
+    return tuple(s.strip().lower() for s in text.split(",") if s.strip())
+
+
+def _load(ns: argparse.Namespace) -> config_mod.AppConfig:
+    overrides: dict[str, dict[str, object]] = {}
+    if getattr(ns, "symbols", None):
+        overrides.setdefault("feed", {})["symbols"] = ns.symbols
+    if getattr(ns, "exchange", None):
+        overrides.setdefault("exchange", {})["profile"] = ns.exchange
+    if getattr(ns, "rest_url", None):
+        overrides.setdefault("exchange", {})["rest_url"] = ns.rest_url
+    if getattr(ns, "ws_url", None):
+        overrides.setdefault("exchange", {})["ws_url"] = ns.ws_url
+    return config_mod.load(ns.data_dir.resolve(), ns.config, **overrides)
+
+
+def _cmd_engine(ns: argparse.Namespace) -> int:
+    from app.engine.main import run_engine
+
+    cfg = _load(ns)
+    asyncio.run(run_engine(cfg, SystemClock()))
+    return 0
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from app.devrun import run_all
+
+    cfg = _load(ns)
+    return run_all(cfg, ns)
+
+
+def _cmd_ctl(ns: argparse.Namespace) -> int:
+    from app import ctl
+
+    cfg = _load(ns)
+    reply = ctl.request(cfg.control_socket, ns.command, ctl.parse_args(ns.args), actor=ns.actor)
+    if reply.get("ok") and ns.wait and isinstance(reply.get("result"), dict) and "job" in reply["result"]:
+        state = ctl.wait_job(cfg.control_socket, reply["result"]["job"], actor=ns.actor)
+        reply = {"id": reply.get("id"), "ok": state["state"] == "done", "result": state}
+    json.dump(reply.get("result") if reply.get("ok") else {"error": reply.get("error")}, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0 if reply.get("ok") else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="state directory")
+    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    parser.add_argument("--log-level", default=os.environ.get("APPLIANCE_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="subcommand", required=True)
+
+    def exchange_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--symbols", type=_symbols, help="comma-separated, e.g. btcusdt,ethusdt")
+        p.add_argument("--exchange", choices=sorted(config_mod.EXCHANGE_PROFILES))
+        p.add_argument("--rest-url", help="override the profile's REST base URL")
+        p.add_argument("--ws-url", help="override the profile's WebSocket base URL")
+
+    p_engine = sub.add_parser("engine", help="run the trading engine")
+    exchange_flags(p_engine)
+    p_engine.set_defaults(func=_cmd_engine)
+
+    p_run = sub.add_parser("run", help="simulator + engine as supervised child processes")
+    exchange_flags(p_run)
+    p_run.add_argument("--sim-port", type=int, default=config_mod.DEFAULT_SIM_PORT)
+    p_run.add_argument("--no-sim", action="store_true", help="do not start the simulator")
+    p_run.add_argument("--seed", type=int, default=1)
+    p_run.set_defaults(func=_cmd_run)
+
+    p_ctl = sub.add_parser("ctl", help="send a command to the running engine")
+    p_ctl.add_argument("command", help="e.g. status, health, pause, resume, kill, help")
+    p_ctl.add_argument("args", nargs="*", help="key=value arguments (values may be JSON)")
+    p_ctl.add_argument("--actor", default="", help="who is asking (journalled)")
+    p_ctl.add_argument("--wait", action="store_true", help="wait for a slow command's job")
+    p_ctl.set_defaults(func=_cmd_ctl)
+
+    from app.sim.cli import register as register_sim
+
+    register_sim(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(
+        level=ns.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = ns.func(ns)
+    except ApplianceError as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

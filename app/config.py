@@ -1,0 +1,217 @@
+"""The appliance's configuration: frozen dataclasses, loaded in layers, passed in explicitly.
+
+Layers, later wins: shipped defaults → a TOML file (``/etc/appliance/appliance.toml`` on the image,
+or ``--config``) → environment variables ``APPLIANCE_<SECTION>_<KEY>`` (for example
+``APPLIANCE_EXCHANGE_PROFILE=testnet``). Nothing reads configuration from a global: the CLI builds
+one :class:`AppConfig` and hands the parts to the components that need them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.errors import ConfigError
+
+DEFAULT_SIM_PORT = 9100
+DEFAULT_ADMIN_PORT = 8080
+
+# Named exchange profiles. Tests and demos only ever use "sim"; the others exist so that an
+# operator can point the appliance at Binance by name instead of typing URLs.
+EXCHANGE_PROFILES: dict[str, tuple[str, str]] = {
+    "sim": (f"http://127.0.0.1:{DEFAULT_SIM_PORT}", f"ws://127.0.0.1:{DEFAULT_SIM_PORT}"),
+    "binance": ("https://fapi.binance.com", "wss://fstream.binance.com"),
+    "testnet": ("https://testnet.binancefuture.com", "wss://fstream.binancefuture.com"),
+}
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """Where the exchange is. ``rest_url``/``ws_url`` override the profile's URLs when set."""
+
+    profile: str = "sim"
+    rest_url: str = ""
+    ws_url: str = ""
+    recv_window_ms: int = 5000
+
+    @property
+    def rest_base(self) -> str:
+        return self.rest_url or EXCHANGE_PROFILES[self.profile][0]
+
+    @property
+    def ws_base(self) -> str:
+        return self.ws_url or EXCHANGE_PROFILES[self.profile][1]
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """Which streams to subscribe and how to judge their health."""
+
+    symbols: tuple[str, ...] = ("btcusdt", "ethusdt")
+    # depth20@100ms replaces the top of the book every 100 ms; "diff" subscribes depth@100ms and
+    # keeps a full book synced from REST snapshots (Binance's documented procedure).
+    depth_mode: str = "partial"
+    depth_levels: int = 20
+    stale_after_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    open_timeout_s: float = 10.0
+
+    def streams(self) -> tuple[str, ...]:
+        depth = (
+            f"depth{self.depth_levels}@100ms" if self.depth_mode == "partial" else "depth@100ms"
+        )
+        kinds = ("aggTrade", depth, "bookTicker", "markPrice@1s")
+        return tuple(f"{s}@{k}" for s in self.symbols for k in kinds)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Recording, rotation, retention and backups."""
+
+    batch_max: int = 2000
+    flush_interval_s: float = 0.25
+    queue_max: int = 200_000
+    book_snapshot_interval_s: float = 1.0
+    book_snapshot_levels: int = 20
+    retention_weeks: int = 12
+    backup_retention_days: int = 14
+    # Recording stops (and an alarm is raised) when free space drops below this, so the trading
+    # database always has room to write.
+    min_free_bytes: int = 512 * 1024 * 1024
+    # Optional page budget for the market-data database (0 = unlimited). Tests use it to make
+    # SQLite itself report "database or disk is full".
+    max_page_count: int = 0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The engine process as a whole."""
+
+    status_interval_s: float = 5.0
+    restart_backoff_initial_s: float = 0.2
+    restart_backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything, in one object built once by the CLI."""
+
+    data_dir: Path = Path("data")
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    @property
+    def control_socket(self) -> Path:
+        return self.data_dir / "control.sock"
+
+    @property
+    def market_dir(self) -> Path:
+        return self.data_dir / "market"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.data_dir / "backups"
+
+    @property
+    def trading_db(self) -> Path:
+        return self.data_dir / "trading.db"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "exchange": ExchangeConfig,
+    "feed": FeedConfig,
+    "store": StoreConfig,
+    "engine": EngineConfig,
+}
+
+
+def _coerce(section: str, name: str, current: object, raw: object) -> object:
+    """Convert a TOML or environment value to the type of the default it replaces."""
+    where = f"{section}.{name}"
+    try:
+        if isinstance(current, bool):
+            if isinstance(raw, str):
+                if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(raw)
+                return raw.lower() in {"1", "true", "yes"}
+            return bool(raw)
+        if isinstance(current, int):
+            return int(raw)  # type: ignore[call-overload]
+        if isinstance(current, float):
+            return float(raw)  # type: ignore[arg-type]
+        if isinstance(current, tuple):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
+            return tuple(str(i).strip().lower() for i in items if str(i).strip())
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot use {raw!r} ({exc})") from exc
+
+
+def _apply(section: str, obj: Any, values: Mapping[str, object]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(obj)}
+    changes: dict[str, object] = {}
+    for key, raw in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {section}.{key}; known: {', '.join(known)}")
+        changes[key] = _coerce(section, key, getattr(obj, key), raw)
+    return dataclasses.replace(obj, **changes)
+
+
+def validate(cfg: AppConfig) -> AppConfig:
+    """Reject settings that cannot work, with a message that names the setting."""
+    if cfg.exchange.profile not in EXCHANGE_PROFILES:
+        raise ConfigError(
+            f"exchange.profile {cfg.exchange.profile!r} is not one of {sorted(EXCHANGE_PROFILES)}"
+        )
+    if not cfg.feed.symbols:
+        raise ConfigError("feed.symbols is empty: configure at least one symbol")
+    if cfg.feed.depth_mode not in {"partial", "diff"}:
+        raise ConfigError("feed.depth_mode must be 'partial' or 'diff'")
+    if cfg.feed.depth_levels not in {5, 10, 20}:
+        raise ConfigError("feed.depth_levels must be 5, 10 or 20 (Binance's partial depths)")
+    if cfg.store.batch_max < 1 or cfg.store.flush_interval_s <= 0:
+        raise ConfigError("store.batch_max must be >= 1 and store.flush_interval_s > 0")
+    return cfg
+
+
+def load(
+    data_dir: Path,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Mapping[str, object],
+) -> AppConfig:
+    """Build the configuration from defaults, an optional TOML file, the environment and overrides.
+
+    ``overrides`` maps a section name to settings, for the CLI's own flags.
+    """
+    environ = os.environ if environ is None else environ
+    sections: dict[str, Any] = {name: cls() for name, cls in _SECTIONS.items()}
+    if config_file is not None:
+        try:
+            doc = tomllib.loads(config_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc}") from exc
+        for name, values in doc.items():
+            if name not in sections or not isinstance(values, dict):
+                raise ConfigError(f"{config_file}: unknown section [{name}]")
+            sections[name] = _apply(name, sections[name], values)
+    for name in sections:
+        prefix = f"APPLIANCE_{name.upper()}_"
+        env_values = {
+            k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)
+        }
+        if env_values:
+            sections[name] = _apply(name, sections[name], env_values)
+    for name, values in overrides.items():
+        sections[name] = _apply(name, sections[name], values)
+    return validate(AppConfig(data_dir=data_dir, **sections))

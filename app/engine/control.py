@@ -1,0 +1,182 @@
+"""The control channel: the one way another process commands the engine.
+
+A Unix stream socket in the data directory, mode 0660 inside a 0750 directory, so only the engine's
+owner and group (the panel's user is in that group on the image) can connect; the peer's
+credentials are checked again with ``SO_PEERCRED`` in case the file modes were loosened by hand.
+
+Protocol: newline-delimited JSON. Request ``{"id", "cmd", "args", "actor"}``; reply
+``{"id", "ok": true, "result": ...}`` or ``{"id", "ok": false, "error": "..."}``. A slow command
+answers at once with ``{"job": "<id>"}``; ``job.status {"job": id}`` polls it. Every command and its
+result (for jobs: acceptance and outcome) is journalled with actor, peer uid and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.engine.supervisor import Supervisor
+from app.errors import ApplianceError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+JournalFn = Callable[[str, str, dict[str, Any], bool, Any], Awaitable[None]]
+
+MAX_REQUEST_BYTES = 64 * 1024
+_PEERCRED = struct.Struct("3i")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A control command: its handler, whether it runs as a job, and one line of help."""
+
+    handler: Handler
+    doc: str
+    slow: bool = False
+
+
+class ControlServer:
+    """Serves the control socket; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        path: Path,
+        commands: dict[str, Command],
+        journal: JournalFn,
+        supervisor: Supervisor,
+    ) -> None:
+        self.path = path
+        self._journal = journal
+        self._supervisor = supervisor
+        self._commands = dict(commands)
+        self._commands["job.status"] = Command(self._job_status, "poll a slow command's job")
+        self._commands["help"] = Command(self._help, "list the commands")
+
+    async def serve(self) -> None:
+        """Listen until cancelled."""
+        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o117)  # the socket is born 0660: no window where others could connect
+        try:
+            server = await asyncio.start_unix_server(
+                self._client, path=str(self.path), limit=MAX_REQUEST_BYTES
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock: socket.socket = writer.get_extra_info("socket")
+        uid = self._peer_uid(sock)
+        try:
+            if uid is None:
+                await self._reply(writer, None, False, "permission denied")
+                return
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    await self._reply(writer, None, False, f"request over {MAX_REQUEST_BYTES} bytes")
+                    return
+                if not line:
+                    return
+                await self._handle(writer, line, uid)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    @staticmethod
+    def _peer_uid(sock: socket.socket) -> int | None:
+        """The peer's uid if it may command us: root, our own user, or our group."""
+        _, uid, gid = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+        if uid in (0, os.getuid()) or gid == os.getgid():
+            return uid
+        log.warning("control: refused peer uid %d gid %d", uid, gid)
+        return None
+
+    async def _handle(self, writer: asyncio.StreamWriter, line: bytes, uid: int) -> None:
+        try:
+            request = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            await self._reply(writer, None, False, f"malformed request: not JSON ({exc})")
+            return
+        if not isinstance(request, dict):
+            await self._reply(writer, None, False, "malformed request: expected a JSON object")
+            return
+        req_id = request.get("id")
+        cmd, args, actor = request.get("cmd"), request.get("args", {}), request.get("actor", "")
+        if not isinstance(req_id, (str, int, type(None))):
+            req_id = None
+        if not isinstance(cmd, str) or not isinstance(args, dict) or not isinstance(actor, str):
+            await self._reply(
+                writer, req_id, False, "malformed request: need cmd (string), args (object)"
+            )
+            return
+        who = f"{actor or 'anonymous'} (uid {uid})"
+        command = self._commands.get(cmd)
+        if command is None:
+            await self._reply(writer, req_id, False, f"unknown command {cmd!r}; try 'help'")
+            return
+        if command.slow:
+            job_id = self._supervisor.start_job(cmd, lambda: self._run_job(who, cmd, args))
+            result: Any = {"job": job_id}
+            await self._journal(who, cmd, args, True, result)
+            await self._reply(writer, req_id, True, result)
+            return
+        ok, result = await self._run(command, args)
+        if cmd not in ("job.status", "help", "status", "health"):
+            await self._journal(who, cmd, args, ok, result)
+        await self._reply(writer, req_id, ok, result)
+
+    async def _run(self, command: Command, args: dict[str, Any]) -> tuple[bool, Any]:
+        try:
+            return True, await command.handler(args)
+        except ApplianceError as exc:
+            return False, str(exc)
+        except (KeyError, TypeError, ValueError) as exc:
+            return False, f"bad arguments: {exc}"
+
+    async def _run_job(self, who: str, cmd: str, args: dict[str, Any]) -> Any:
+        ok, result = await self._run(self._commands[cmd], args)
+        await self._journal(who, cmd + ":done", args, ok, result)
+        if not ok:
+            raise ApplianceError(str(result))
+        return result
+
+    async def _job_status(self, args: dict[str, Any]) -> Any:
+        job = self._supervisor.job(str(args["job"]))
+        if job is None:
+            raise ApplianceError(f"no job {args['job']!r}")
+        return job.as_dict()
+
+    async def _help(self, args: dict[str, Any]) -> Any:
+        return {name: c.doc + (" (slow: returns a job)" if c.slow else "") for name, c in sorted(self._commands.items())}
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, req_id: Any, ok: bool, payload: Any) -> None:
+        body: dict[str, Any] = {"id": req_id, "ok": ok}
+        body["result" if ok else "error"] = payload
+        writer.write(json.dumps(body, default=str).encode() + b"\n")
+        await writer.drain()

@@ -1,0 +1,299 @@
+"""The engine process: wires market data, recording, control channel and housekeeping together.
+
+Everything long-running is a supervised task (restarted with backoff when it crashes); backups are
+one-shot jobs with ids. Under systemd the engine reports READY once its control socket listens,
+pings the watchdog only while every supervised task is up, and keeps a one-line STATUS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.clock import Clock
+from app.config import AppConfig
+from app.engine.control import Command, ControlServer
+from app.engine.market_data import MarketData
+from app.engine.recording import RecordingSink
+from app.engine.sdnotify import Notifier
+from app.engine.state import EngineState
+from app.engine.supervisor import Supervisor
+from app.errors import ControlError
+from app.store import backup, schema, trading, weeks
+from app.store.recorder import Recorder
+from app.store.writer import DbWriter
+
+log = logging.getLogger(__name__)
+
+# How often housekeeping looks for closed weeks, a missing daily backup and expired backups.
+_HOUSEKEEPING_S = 60.0
+
+
+class Engine:
+    """One engine process's components and their wiring."""
+
+    def __init__(self, cfg: AppConfig, clock: Clock, notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.data_dir, 0o750)
+        self.db = DbWriter(cfg.trading_db, schema.TRADING_MIGRATIONS, synchronous="FULL")
+        self.state = EngineState(ts_started_ns=clock.time_ns())
+        self.supervisor = Supervisor(
+            clock,
+            cfg.engine.restart_backoff_initial_s,
+            cfg.engine.restart_backoff_max_s,
+            on_crash=self._on_crash,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.recorder = Recorder(
+            cfg.store,
+            cfg.market_dir,
+            clock,
+            on_alarm=self._alarm_from_thread,
+            on_week_closed=self._week_closed_from_thread,
+        )
+        self.market = MarketData(cfg.feed, cfg.exchange, clock, self._on_message)
+        self._sink = RecordingSink(self.recorder, cfg.store, self.market.book_view)
+        self.control = ControlServer(cfg.control_socket, self._commands(), self._journal, self.supervisor)
+
+    # -- market data -> consumers (hot path) ----------------------------------------------------
+
+    def _on_message(self, ts_recv_ns: int, raw: bytes, event: Any) -> None:
+        self._sink(ts_recv_ns, raw, event)
+
+    # -- control commands ----------------------------------------------------------------------
+
+    def _commands(self) -> dict[str, Command]:
+        return {
+            "status": Command(self._status, "mode, state, uptime, tasks, recorder and alarms"),
+            "health": Command(self._health, "per-stream feed health and task states"),
+            "pause": Command(self._pause, "stop making new decisions (persisted)"),
+            "resume": Command(self._resume, "clear pause and kill switch"),
+            "kill": Command(self._kill, "kill switch: halt trading until resume (persisted)"),
+            "backup": Command(self._backup_now, "back up the trading database now", slow=True),
+            "journal": Command(self._recent_journal, "the last N journalled commands"),
+        }
+
+    async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
+        stats = self.recorder.stats
+        return {
+            "mode": self.state.mode,
+            "state": self.state.label,
+            "halt_reason": self.state.halt_reason,
+            "uptime_s": round((self.clock.time_ns() - self.state.ts_started_ns) / 1e9, 1),
+            "symbols": list(self.cfg.feed.symbols),
+            "exchange": self.cfg.exchange.rest_base,
+            "messages": self.market.messages,
+            "recorder": {
+                "recording": stats.recording,
+                "stop_reason": stats.stop_reason,
+                "frames": stats.frames,
+                "rows": stats.rows,
+                "batches": stats.batches,
+                "dropped_records": stats.dropped_records,
+                "file": stats.current_file,
+            },
+            "tasks": {n: {"running": t.running, "crashes": t.crashes} for n, t in self.supervisor.tasks().items()},
+            "alarms": await self.db.call(trading.open_alarms),
+        }
+
+    async def _health(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "streams": self.market.health_snapshot(),
+            "tasks": {
+                name: {
+                    "running": t.running,
+                    "starts": t.starts,
+                    "crashes": t.crashes,
+                    "last_error": t.last_error,
+                }
+                for name, t in self.supervisor.tasks().items()
+            },
+            "recorder_alive": self.recorder.alive,
+        }
+
+    async def _set_flags(self) -> None:
+        flags = {"paused": self.state.paused, "halted": self.state.halted, "halt_reason": self.state.halt_reason}
+        now = self.clock.time_ns()
+        await self.db.call(lambda c: trading.set_setting(c, "engine.flags", flags, now))
+
+    async def _pause(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.state.paused = True
+        await self._set_flags()
+        return {"state": self.state.label}
+
+    async def _resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.state.paused = self.state.halted = False
+        self.state.halt_reason = ""
+        await self._set_flags()
+        return {"state": self.state.label}
+
+    async def _kill(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.state.halted = True
+        self.state.halt_reason = str(args.get("reason", "kill switch"))
+        await self._set_flags()
+        return {"state": self.state.label, "reason": self.state.halt_reason}
+
+    async def _backup_now(self, args: dict[str, Any]) -> dict[str, Any]:
+        result = await self._backup_trading()
+        return {"backup": str(result.backup), "bytes": result.backup_bytes, "sha256": result.sha256}
+
+    async def _recent_journal(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        limit = int(args.get("limit", 20))
+        if not 1 <= limit <= 1000:
+            raise ControlError("limit must be between 1 and 1000")
+        return await self.db.call(lambda c: trading.recent_journal(c, limit))
+
+    async def _journal(self, actor: str, cmd: str, args: dict[str, Any], ok: bool, result: Any) -> None:
+        now = self.clock.time_ns()
+        await self.db.call(lambda c: trading.journal(c, now, actor, cmd, args, ok, result))
+
+    # -- alarms, crashes, backups --------------------------------------------------------------
+
+    def _on_crash(self, name: str, exc: BaseException) -> None:
+        now = self.clock.time_ns()
+        message = f"task {name} crashed: {type(exc).__name__}: {exc}"
+        self.db.submit(lambda c: trading.journal(c, now, "supervisor", "crash", {"task": name}, False, message))
+        self.notifier.status(message)
+
+    def _alarm_from_thread(self, kind: str, message: str, active: bool) -> None:
+        now = self.clock.time_ns()
+        if active:
+            self.db.submit(lambda c: trading.raise_alarm(c, kind, message, now))
+        else:
+            self.db.submit(lambda c: trading.clear_alarm(c, kind, now))
+
+    def _week_closed_from_thread(self, path: Path) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_week_backup, path)
+
+    def _start_week_backup(self, path: Path) -> str:
+        backup_dir = self.cfg.backup_dir
+        return self._tracked_job(
+            "backup.market", lambda: asyncio.to_thread(backup.backup_market_week, path, backup_dir)
+        )
+
+    async def _backup_trading(self) -> backup.BackupResult:
+        now = self.clock.time_ns()
+        result = await asyncio.to_thread(
+            backup.backup_trading_db, self.cfg.trading_db, self.cfg.backup_dir, now
+        )
+        day = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%d")
+        await self.db.call(lambda c: trading.set_setting(c, "backup.trading.last_day", day, now))
+        return result
+
+    def _tracked_job(self, kind: str, factory: Any) -> str:
+        """Start a one-shot job and record its run (and failure, as an alarm) in the database."""
+        started = self.clock.time_ns()
+
+        async def run() -> Any:
+            job_id = current_id[0]
+            await self.db.call(lambda c: trading.record_task_run(c, job_id, kind, started, None, "running"))
+            try:
+                result = await factory()
+            except Exception as exc:
+                end = self.clock.time_ns()
+                await self.db.call(lambda c: trading.record_task_run(c, job_id, kind, started, end, "failed", str(exc)))
+                await self.db.call(lambda c: trading.raise_alarm(c, "backup_failed", f"{kind}: {exc}", end))
+                raise
+            end = self.clock.time_ns()
+            detail = str(getattr(result, "backup", ""))
+            await self.db.call(lambda c: trading.record_task_run(c, job_id, kind, started, end, "done", detail))
+            return detail
+
+        current_id = [""]
+        current_id[0] = self.supervisor.start_job(kind, run)
+        return current_id[0]
+
+    async def _housekeeping(self) -> None:
+        while True:
+            now = self.clock.time_ns()
+            current = weeks.week_of(now)
+            for path in backup.pending_market_weeks(self.cfg.market_dir, current):
+                if Path(self.recorder.stats.current_file) != path:
+                    self._start_week_backup(path)
+            today = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%d")
+            last = await self.db.call(lambda c: trading.get_setting(c, "backup.trading.last_day"))
+            if last != today:
+                self._tracked_job("backup.trading", self._backup_trading)
+            await asyncio.to_thread(
+                backup.prune,
+                self.cfg.backup_dir,
+                now,
+                self.cfg.store.retention_weeks,
+                self.cfg.store.backup_retention_days,
+            )
+            await asyncio.sleep(_HOUSEKEEPING_S)
+
+    async def _flush_loop(self) -> None:
+        interval = self.cfg.store.flush_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self.recorder.flush()
+            if not self.recorder.alive:
+                raise RuntimeError("recorder thread died")
+
+    async def _heartbeat(self) -> None:
+        interval = self.notifier.watchdog_interval_s or self.cfg.engine.status_interval_s
+        while True:
+            if self.supervisor.healthy() and self.recorder.alive:
+                self.notifier.watchdog()
+            stats = self.recorder.stats
+            self.notifier.status(
+                f"{self.state.mode} {self.state.label}; {self.market.messages} msgs; "
+                f"recorded {stats.frames} frames" + ("" if stats.recording else "; RECORDING STOPPED")
+            )
+            await asyncio.sleep(min(interval, self.cfg.engine.status_interval_s))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        flags = await self.db.call(lambda c: trading.get_setting(c, "engine.flags", {}))
+        self.state.paused = bool(flags.get("paused", False))
+        self.state.halted = bool(flags.get("halted", False))
+        self.state.halt_reason = str(flags.get("halt_reason", ""))
+        self.recorder.start()
+        sup = self.supervisor
+        sup.add("control", self.control.serve)
+        sup.add("market_data", self.market.run)
+        sup.add("recorder_flush", self._flush_loop)
+        sup.add("housekeeping", self._housekeeping)
+        sup.add("heartbeat", self._heartbeat)
+        for _ in range(100):
+            if self.cfg.control_socket.exists():
+                break
+            await asyncio.sleep(0.05)
+        log.info(
+            "engine up: %s, symbols %s, exchange %s, data in %s",
+            self.state.label,
+            ",".join(self.cfg.feed.symbols),
+            self.cfg.exchange.rest_base,
+            self.cfg.data_dir,
+        )
+        self.notifier.ready(f"{self.state.mode} {self.state.label}")
+        await stop.wait()
+        self.notifier.stopping()
+        await sup.stop()
+        await self.market.close()
+        self.recorder.stop()
+        self.db.close()
+
+
+async def run_engine(cfg: AppConfig, clock: Clock) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly (flushing what is buffered)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    engine = Engine(cfg, clock)
+    await engine.run(stop)

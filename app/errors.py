@@ -1,0 +1,83 @@
+"""Every error the appliance raises on purpose, in one tree.
+
+Each class says who has to act: ``OperatorError`` means a person must change something (a
+setting, a file, a key) and retrying will not help; ``TransientError`` means the condition may
+clear by itself and the caller's retry policy applies (retries live in one place per component,
+never scattered).
+
+::
+
+    ApplianceError
+    ├── OperatorError                 a person must act; retrying is pointless
+    │   ├── ConfigError               a setting is missing, malformed or out of bounds
+    │   ├── StorageFullError          the disk (or the database's page budget) is full
+    │   └── ControlError              a control-channel request was refused or malformed
+    └── TransientError                may clear by itself; retry with backoff
+        ├── FeedError                 the market-data connection failed or went stale
+        ├── SnapshotError             a REST depth snapshot could not be fetched or applied
+        ├── BookGapError              a diff-depth sequence gap: the book must resync
+        ├── MalformedFrameError       a market-data frame could not be decoded: count and skip it
+        └── ExchangeApiError          a REST call failed: network, HTTP status or {code, msg} body
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base of every error the appliance raises deliberately."""
+
+
+class OperatorError(ApplianceError):
+    """A person has to change something; retrying will not help."""
+
+
+class ConfigError(OperatorError):
+    """A setting is missing, malformed or outside its bounds."""
+
+
+class StorageFullError(OperatorError):
+    """The disk or the database's page budget is exhausted: recording stops, trading state is kept."""
+
+
+class ControlError(OperatorError):
+    """A control-channel request was refused or could not be understood."""
+
+
+class TransientError(ApplianceError):
+    """A condition that may clear by itself; the owning component retries with backoff."""
+
+
+class FeedError(TransientError):
+    """The market-data connection failed, was closed, or went stale."""
+
+
+class SnapshotError(TransientError):
+    """A REST depth snapshot could not be fetched or did not bridge the buffered events."""
+
+
+class BookGapError(TransientError):
+    """A diff-depth event did not continue the previous one (``pu`` != previous ``u``)."""
+
+
+class MalformedFrameError(TransientError):
+    """A market-data frame was not valid JSON, lacked or mistyped a field, or named an unknown event.
+
+    One bad frame says nothing about the next: the caller counts it and skips it.
+    """
+
+
+class ExchangeApiError(TransientError):
+    """A REST request to the exchange failed.
+
+    ``status`` is the HTTP status (``None`` when no response arrived), ``code``/``msg`` the
+    exchange's ``{"code", "msg"}`` error body when it sent one (for example -1121 invalid symbol,
+    -1003 too many requests).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: int | None = None, msg: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.msg = msg

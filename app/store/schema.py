@@ -1,0 +1,100 @@
+"""The schemas of the appliance's databases, as ordered migration lists (see ``db.migrate``).
+
+Append new migrations; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+# One file per ISO week (``market_<year>_<week>.db``). ``raw_blocks`` is the source of truth: the
+# frames exactly as received, with receive timestamps, zstd-compressed per writer batch (see
+# ``rawlog``). The other tables are derived from them for queries and can be rebuilt.
+MARKET_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE raw_blocks (
+        id INTEGER PRIMARY KEY,
+        ts_first_ns INTEGER NOT NULL,
+        ts_last_ns INTEGER NOT NULL,
+        frames INTEGER NOT NULL,
+        codec TEXT NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX raw_blocks_ts ON raw_blocks (ts_first_ns);
+    CREATE TABLE trades (
+        ts_recv_ns INTEGER NOT NULL,
+        ts_trade_ms INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        agg_id INTEGER NOT NULL,
+        price TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        buyer_maker INTEGER NOT NULL
+    );
+    CREATE INDEX trades_symbol_ts ON trades (symbol, ts_trade_ms);
+    CREATE TABLE tops (
+        ts_recv_ns INTEGER NOT NULL,
+        ts_event_ms INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        update_id INTEGER NOT NULL,
+        bid TEXT NOT NULL,
+        bid_qty TEXT NOT NULL,
+        ask TEXT NOT NULL,
+        ask_qty TEXT NOT NULL
+    );
+    CREATE INDEX tops_symbol_ts ON tops (symbol, ts_event_ms);
+    CREATE TABLE book_snapshots (
+        ts_recv_ns INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        update_id INTEGER NOT NULL,
+        bids TEXT NOT NULL,
+        asks TEXT NOT NULL
+    );
+    CREATE INDEX book_snapshots_symbol_ts ON book_snapshots (symbol, ts_recv_ns);
+    CREATE TABLE marks (
+        ts_recv_ns INTEGER NOT NULL,
+        ts_event_ms INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        mark TEXT NOT NULL,
+        index_price TEXT NOT NULL,
+        funding_rate TEXT NOT NULL,
+        next_funding_ms INTEGER NOT NULL
+    );
+    CREATE INDEX marks_symbol_ts ON marks (symbol, ts_event_ms);
+    """,
+]
+
+# The trading state: small, precious, written with synchronous=FULL and backed up daily. Orders,
+# fills and positions arrive with the decision-loop and live-execution migrations.
+TRADING_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        ts_ns INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        cmd TEXT NOT NULL,
+        args TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE INDEX journal_ts ON journal (ts_ns);
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        ts_ns INTEGER NOT NULL
+    );
+    CREATE TABLE alarms (
+        id INTEGER PRIMARY KEY,
+        ts_ns INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        ts_cleared_ns INTEGER
+    );
+    CREATE INDEX alarms_open ON alarms (kind) WHERE ts_cleared_ns IS NULL;
+    CREATE TABLE task_runs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        ts_started_ns INTEGER NOT NULL,
+        ts_ended_ns INTEGER,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+]

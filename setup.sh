@@ -1,0 +1,24 @@
+#!/bin/sh
+# One-time (and idempotent) set-up for a developer machine or CI: a virtual environment in .venv
+# with the project and its development tools (Debian's system pip is externally managed, and
+# `just` comes from PyPI's rust-just). Re-installs only when pyproject.toml has changed.
+set -eu
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing python3-venv with apt" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    else
+        echo "setup: $PY has no venv module; install it (Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -e "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
