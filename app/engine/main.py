@@ -85,6 +85,7 @@ class Engine:
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
         stats = self.recorder.stats
         return {
+            "pid": os.getpid(),
             "mode": self.state.mode,
             "state": self.state.label,
             "halt_reason": self.state.halt_reason,
@@ -267,7 +268,6 @@ class Engine:
         sup.add("market_data", self.market.run)
         sup.add("recorder_flush", self._flush_loop)
         sup.add("housekeeping", self._housekeeping)
-        sup.add("heartbeat", self._heartbeat)
         for _ in range(100):
             if self.cfg.control_socket.exists():
                 break
@@ -280,6 +280,7 @@ class Engine:
             self.cfg.data_dir,
         )
         self.notifier.ready(f"{self.state.mode} {self.state.label}")
+        sup.add("heartbeat", self._heartbeat)
         await stop.wait()
         self.notifier.stopping()
         await sup.stop()
