@@ -1,0 +1,95 @@
+"""The simulator process: one Starlette app (REST + streams) on one uvicorn port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from app.clock import Clock, SystemClock
+from app.sim.config import SimConfig
+from app.sim.live import run_live
+from app.sim.pong import delayed_pong_protocol
+from app.sim.replay import run_replay
+from app.sim.rest import ApiError, api_error_handler, rest_routes
+from app.sim.state import SimState, build_state
+from app.sim.ws import ws_routes
+
+log = logging.getLogger("app.sim")
+
+
+def build_app(state: SimState, listening: str = "") -> Starlette:
+    """The ASGI app; its lifespan runs the market (or the replay) and logs ``listening``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        cfg = state.config
+        if cfg.replay is None:
+            driver = run_live(state.markets, state.hub, state.clock, state.start_ms, cfg.step_ms)
+        else:
+            assert state.replay is not None
+            driver = run_replay(
+                cfg.replay,
+                cfg.speed,
+                loop=cfg.loop,
+                hub=state.hub,
+                clock=state.clock,
+                status=state.replay,
+            )
+        task = asyncio.create_task(driver, name="sim-driver")
+        task.add_done_callback(_driver_done)
+        if listening:
+            log.info("sim listening on %s", listening)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return Starlette(
+        routes=[*rest_routes(state), *ws_routes(state)],
+        exception_handlers={ApiError: api_error_handler},
+        lifespan=lifespan,
+    )
+
+
+def _driver_done(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sim driver failed", exc_info=task.exception())
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """Placeholder handler: uvicorn re-raises the signal that stopped it once it has shut down."""
+
+
+def serve(config: SimConfig, clock: Clock | None = None) -> int:
+    """Run the simulator until SIGTERM/SIGINT; return the exit status (0)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    state = build_state(config, clock or SystemClock())
+    sock = socket.create_server((config.host, config.port), reuse_port=False)
+    host, port = sock.getsockname()[:2]
+    app = build_app(state, listening=f"http://{host}:{port}")
+    uv_config = uvicorn.Config(
+        app,
+        ws=delayed_pong_protocol(state.faults),
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(uv_config)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _ignore_signal)
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        sock.close()
+    return 0
