@@ -44,7 +44,7 @@ def _load(ns: argparse.Namespace) -> config_mod.AppConfig:
         overrides.setdefault("exchange", {})["rest_url"] = ns.rest_url
     if getattr(ns, "ws_url", None):
         overrides.setdefault("exchange", {})["ws_url"] = ns.ws_url
-    return config_mod.load(ns.data_dir.resolve(), ns.config, **overrides)
+    return config_mod.load(ns.data_dir.resolve(), ns.config, None, **overrides)
 
 
 def _cmd_engine(ns: argparse.Namespace) -> int:
@@ -67,10 +67,19 @@ def _cmd_ctl(ns: argparse.Namespace) -> int:
 
     cfg = _load(ns)
     reply = ctl.request(cfg.control_socket, ns.command, ctl.parse_args(ns.args), actor=ns.actor)
-    if reply.get("ok") and ns.wait and isinstance(reply.get("result"), dict) and "job" in reply["result"]:
+    if (
+        reply.get("ok")
+        and ns.wait
+        and isinstance(reply.get("result"), dict)
+        and "job" in reply["result"]
+    ):
         state = ctl.wait_job(cfg.control_socket, reply["result"]["job"], actor=ns.actor)
         reply = {"id": reply.get("id"), "ok": state["state"] == "done", "result": state}
-    json.dump(reply.get("result") if reply.get("ok") else {"error": reply.get("error")}, sys.stdout, indent=2)
+    json.dump(
+        reply.get("result") if reply.get("ok") else {"error": reply.get("error")},
+        sys.stdout,
+        indent=2,
+    )
     sys.stdout.write("\n")
     return 0 if reply.get("ok") else 1
 

@@ -65,9 +65,7 @@ class FeedConfig:
     open_timeout_s: float = 10.0
 
     def streams(self) -> tuple[str, ...]:
-        depth = (
-            f"depth{self.depth_levels}@100ms" if self.depth_mode == "partial" else "depth@100ms"
-        )
+        depth = f"depth{self.depth_levels}@100ms" if self.depth_mode == "partial" else "depth@100ms"
         kinds = ("aggTrade", depth, "bookTicker", "markPrice@1s")
         return tuple(f"{s}@{k}" for s in self.symbols for k in kinds)
 
@@ -205,13 +203,13 @@ def load(
             if name not in sections or not isinstance(values, dict):
                 raise ConfigError(f"{config_file}: unknown section [{name}]")
             sections[name] = _apply(name, sections[name], values)
-    for name in sections:
+    for name, section in list(sections.items()):
         prefix = f"APPLIANCE_{name.upper()}_"
         env_values = {
             k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)
         }
         if env_values:
-            sections[name] = _apply(name, sections[name], env_values)
+            sections[name] = _apply(name, section, env_values)
     for name, values in overrides.items():
         sections[name] = _apply(name, sections[name], values)
     return validate(AppConfig(data_dir=data_dir, **sections))

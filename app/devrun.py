@@ -76,7 +76,15 @@ def _wait_port(host: str, port: int, timeout: float, child: Child) -> bool:
 
 def children(cfg: AppConfig, ns: argparse.Namespace) -> list[Child]:
     """The child processes ``run`` supervises, in start order."""
-    py = [sys.executable, "-m", "app.cli", "--data-dir", str(cfg.data_dir), "--log-level", ns.log_level]
+    py = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "--data-dir",
+        str(cfg.data_dir),
+        "--log-level",
+        ns.log_level,
+    ]
     if ns.config is not None:
         py += ["--config", str(ns.config)]
     symbols = ",".join(cfg.feed.symbols)
@@ -86,8 +94,18 @@ def children(cfg: AppConfig, ns: argparse.Namespace) -> list[Child]:
         out.append(
             Child(
                 "sim",
-                [*py, "sim", "--host", "127.0.0.1", "--port", str(ns.sim_port),
-                 "--seed", str(ns.seed), "--symbols", symbols],
+                [
+                    *py,
+                    "sim",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(ns.sim_port),
+                    "--seed",
+                    str(ns.seed),
+                    "--symbols",
+                    symbols,
+                ],
             )
         )
         base = f"127.0.0.1:{ns.sim_port}"

@@ -11,7 +11,8 @@ never scattered).
     ├── OperatorError                 a person must act; retrying is pointless
     │   ├── ConfigError               a setting is missing, malformed or out of bounds
     │   ├── StorageFullError          the disk (or the database's page budget) is full
-    │   └── ControlError              a control-channel request was refused or malformed
+    │   ├── ControlError              a control-channel request was refused or malformed
+    │   └── ModelError                a model was refused: not ONNX, contract broken, wrong results
     └── TransientError                may clear by itself; retry with backoff
         ├── FeedError                 the market-data connection failed or went stale
         ├── SnapshotError             a REST depth snapshot could not be fetched or applied
@@ -36,11 +37,23 @@ class ConfigError(OperatorError):
 
 
 class StorageFullError(OperatorError):
-    """The disk or the database's page budget is exhausted: recording stops, trading state is kept."""
+    """The disk or the database's page budget is exhausted: recording stops, trading is kept."""
 
 
 class ControlError(OperatorError):
     """A control-channel request was refused or could not be understood."""
+
+
+class ModelError(OperatorError):
+    """A model file was refused: unreadable, not ONNX, its contract broken, or wrong results.
+
+    ``problems`` lists every failure found, each a message of its own (a validator shows them
+    all); ``str()`` joins them. The running model, if any, stays in place.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class TransientError(ApplianceError):
@@ -60,7 +73,7 @@ class BookGapError(TransientError):
 
 
 class MalformedFrameError(TransientError):
-    """A market-data frame was not valid JSON, lacked or mistyped a field, or named an unknown event.
+    """A market-data frame was not JSON, lacked or mistyped a field, or named an unknown event.
 
     One bad frame says nothing about the next: the caller counts it and skips it.
     """

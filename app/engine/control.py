@@ -93,7 +93,9 @@ class ControlServer:
                 try:
                     line = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    await self._reply(writer, None, False, f"request over {MAX_REQUEST_BYTES} bytes")
+                    await self._reply(
+                        writer, None, False, f"request over {MAX_REQUEST_BYTES} bytes"
+                    )
                     return
                 if not line:
                     return
@@ -108,6 +110,8 @@ class ControlServer:
     @staticmethod
     def _peer_uid(sock: socket.socket) -> int | None:
         """The peer's uid if it may command us: root, our own user, or our group."""
+        uid: int
+        gid: int
         _, uid, gid = _PEERCRED.unpack(
             sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
         )
@@ -172,7 +176,10 @@ class ControlServer:
         return job.as_dict()
 
     async def _help(self, args: dict[str, Any]) -> Any:
-        return {name: c.doc + (" (slow: returns a job)" if c.slow else "") for name, c in sorted(self._commands.items())}
+        return {
+            name: c.doc + (" (slow: returns a job)" if c.slow else "")
+            for name, c in sorted(self._commands.items())
+        }
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, req_id: Any, ok: bool, payload: Any) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ class Engine:
         self.clock = clock
         self.notifier = notifier or Notifier()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(cfg.data_dir, 0o750)
+        os.chmod(cfg.data_dir, 0o750)  # noqa: S103 - owner and group only, by design
         self.db = DbWriter(cfg.trading_db, schema.TRADING_MIGRATIONS, synchronous="FULL")
         self.state = EngineState(ts_started_ns=clock.time_ns())
         self.supervisor = Supervisor(
@@ -62,7 +63,9 @@ class Engine:
         )
         self.market = MarketData(cfg.feed, cfg.exchange, clock, self._on_message)
         self._sink = RecordingSink(self.recorder, cfg.store, self.market.book_view)
-        self.control = ControlServer(cfg.control_socket, self._commands(), self._journal, self.supervisor)
+        self.control = ControlServer(
+            cfg.control_socket, self._commands(), self._journal, self.supervisor
+        )
 
     # -- market data -> consumers (hot path) ----------------------------------------------------
 
@@ -102,13 +105,16 @@ class Engine:
                 "dropped_records": stats.dropped_records,
                 "file": stats.current_file,
             },
-            "tasks": {n: {"running": t.running, "crashes": t.crashes} for n, t in self.supervisor.tasks().items()},
+            "tasks": {
+                n: {"running": t.running, "crashes": t.crashes}
+                for n, t in self.supervisor.tasks().items()
+            },
             "alarms": await self.db.call(trading.open_alarms),
         }
 
     async def _health(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
-            "streams": self.market.health_snapshot(),
+            **self.market.health_snapshot(),
             "tasks": {
                 name: {
                     "running": t.running,
@@ -122,7 +128,11 @@ class Engine:
         }
 
     async def _set_flags(self) -> None:
-        flags = {"paused": self.state.paused, "halted": self.state.halted, "halt_reason": self.state.halt_reason}
+        flags = {
+            "paused": self.state.paused,
+            "halted": self.state.halted,
+            "halt_reason": self.state.halt_reason,
+        }
         now = self.clock.time_ns()
         await self.db.call(lambda c: trading.set_setting(c, "engine.flags", flags, now))
 
@@ -153,7 +163,9 @@ class Engine:
             raise ControlError("limit must be between 1 and 1000")
         return await self.db.call(lambda c: trading.recent_journal(c, limit))
 
-    async def _journal(self, actor: str, cmd: str, args: dict[str, Any], ok: bool, result: Any) -> None:
+    async def _journal(
+        self, actor: str, cmd: str, args: dict[str, Any], ok: bool, result: Any
+    ) -> None:
         now = self.clock.time_ns()
         await self.db.call(lambda c: trading.journal(c, now, actor, cmd, args, ok, result))
 
@@ -162,7 +174,9 @@ class Engine:
     def _on_crash(self, name: str, exc: BaseException) -> None:
         now = self.clock.time_ns()
         message = f"task {name} crashed: {type(exc).__name__}: {exc}"
-        self.db.submit(lambda c: trading.journal(c, now, "supervisor", "crash", {"task": name}, False, message))
+        self.db.submit(
+            lambda c: trading.journal(c, now, "supervisor", "crash", {"task": name}, False, message)
+        )
         self.notifier.status(message)
 
     def _alarm_from_thread(self, kind: str, message: str, active: bool) -> None:
@@ -191,28 +205,35 @@ class Engine:
         await self.db.call(lambda c: trading.set_setting(c, "backup.trading.last_day", day, now))
         return result
 
-    def _tracked_job(self, kind: str, factory: Any) -> str:
+    def _tracked_job(self, kind: str, factory: Callable[[], Awaitable[Any]]) -> str:
         """Start a one-shot job and record its run (and failure, as an alarm) in the database."""
         started = self.clock.time_ns()
+        job_id = ""
 
         async def run() -> Any:
-            job_id = current_id[0]
-            await self.db.call(lambda c: trading.record_task_run(c, job_id, kind, started, None, "running"))
+            db = self.db
+            await db.call(
+                lambda c: trading.record_task_run(c, job_id, kind, started, None, "running")
+            )
             try:
                 result = await factory()
             except Exception as exc:
-                end = self.clock.time_ns()
-                await self.db.call(lambda c: trading.record_task_run(c, job_id, kind, started, end, "failed", str(exc)))
-                await self.db.call(lambda c: trading.raise_alarm(c, "backup_failed", f"{kind}: {exc}", end))
+                end, error = self.clock.time_ns(), f"{kind}: {exc}"
+                await db.call(
+                    lambda c: trading.record_task_run(
+                        c, job_id, kind, started, end, "failed", error
+                    )
+                )
+                await db.call(lambda c: trading.raise_alarm(c, "backup_failed", error, end))
                 raise
-            end = self.clock.time_ns()
-            detail = str(getattr(result, "backup", ""))
-            await self.db.call(lambda c: trading.record_task_run(c, job_id, kind, started, end, "done", detail))
+            end, detail = self.clock.time_ns(), str(getattr(result, "backup", ""))
+            await db.call(
+                lambda c: trading.record_task_run(c, job_id, kind, started, end, "done", detail)
+            )
             return detail
 
-        current_id = [""]
-        current_id[0] = self.supervisor.start_job(kind, run)
-        return current_id[0]
+        job_id = self.supervisor.start_job(kind, run)
+        return job_id
 
     async def _housekeeping(self) -> None:
         while True:
@@ -250,7 +271,8 @@ class Engine:
             stats = self.recorder.stats
             self.notifier.status(
                 f"{self.state.mode} {self.state.label}; {self.market.messages} msgs; "
-                f"recorded {stats.frames} frames" + ("" if stats.recording else "; RECORDING STOPPED")
+                f"recorded {stats.frames} frames"
+                + ("" if stats.recording else "; RECORDING STOPPED")
             )
             await asyncio.sleep(min(interval, self.cfg.engine.status_interval_s))
 

@@ -35,14 +35,29 @@ class RecordingSink:
         if kind is AggTrade:
             t: AggTrade = event  # type: ignore[assignment]
             rec.trade(
-                (ts_recv_ns, t.ts_trade_ms, t.symbol, t.agg_trade_id, t.price, t.qty,
-                 int(t.buyer_is_maker))
+                (
+                    ts_recv_ns,
+                    t.ts_trade_ms,
+                    t.symbol,
+                    t.agg_trade_id,
+                    t.price,
+                    t.qty,
+                    int(t.buyer_is_maker),
+                )
             )
         elif kind is BookTicker:
             b: BookTicker = event  # type: ignore[assignment]
             rec.top(
-                (ts_recv_ns, b.ts_event_ms, b.symbol, b.update_id, b.bid_price, b.bid_qty,
-                 b.ask_price, b.ask_qty)
+                (
+                    ts_recv_ns,
+                    b.ts_event_ms,
+                    b.symbol,
+                    b.update_id,
+                    b.bid_price,
+                    b.bid_qty,
+                    b.ask_price,
+                    b.ask_qty,
+                )
             )
         elif kind is DepthUpdate:
             d: DepthUpdate = event  # type: ignore[assignment]
@@ -57,6 +72,13 @@ class RecordingSink:
         elif kind is MarkPriceUpdate:
             m: MarkPriceUpdate = event  # type: ignore[assignment]
             rec.mark(
-                (ts_recv_ns, m.ts_event_ms, m.symbol, m.mark_price, m.index_price,
-                 m.funding_rate, m.ts_next_funding_ms)
+                (
+                    ts_recv_ns,
+                    m.ts_event_ms,
+                    m.symbol,
+                    m.mark_price,
+                    m.index_price,
+                    m.funding_rate,
+                    m.ts_next_funding_ms,
+                )
             )

@@ -6,6 +6,7 @@ Outside systemd (no ``NOTIFY_SOCKET``) every call is a no-op, so the engine runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -36,11 +37,9 @@ class Notifier:
         if self._sock is None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._sock.setblocking(False)
-        try:
+        # systemd gone or socket full: never let bookkeeping take the engine down.
+        with contextlib.suppress(OSError):
             self._sock.sendto(message.encode(), self._address)
-        except OSError:
-            # systemd gone or socket full: never let bookkeeping take the engine down.
-            pass
 
     def ready(self, status: str = "") -> None:
         self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))

@@ -141,7 +141,9 @@ def prune(backup_dir: Path, now_ns: int, market_weeks: int, trading_days: int) -
         name = path.name.removesuffix(".zst")
         week = weeks.parse_market_file(Path(name))
         if week is not None:
-            age_days = (now - datetime.fromisocalendar(week[0], week[1], 1).replace(tzinfo=UTC)).days
+            age_days = (
+                now - datetime.fromisocalendar(week[0], week[1], 1).replace(tzinfo=UTC)
+            ).days
             limit = market_weeks * 7
         elif name.startswith("trading_"):
             try:

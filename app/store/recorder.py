@@ -244,7 +244,9 @@ class Recorder:
             if batch.tops:
                 conn.executemany("INSERT INTO tops VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch.tops)
             if batch.snapshots:
-                conn.executemany("INSERT INTO book_snapshots VALUES (?, ?, ?, ?, ?)", batch.snapshots)
+                conn.executemany(
+                    "INSERT INTO book_snapshots VALUES (?, ?, ?, ?, ?)", batch.snapshots
+                )
             if batch.marks:
                 conn.executemany("INSERT INTO marks VALUES (?, ?, ?, ?, ?, ?, ?)", batch.marks)
             conn.execute("COMMIT")

@@ -35,7 +35,14 @@ def journal(
     return _txn(
         conn,
         "INSERT INTO journal (ts_ns, actor, cmd, args, ok, result) VALUES (?, ?, ?, ?, ?, ?)",
-        (ts_ns, actor, cmd, json.dumps(args, default=str), int(ok), json.dumps(result, default=str)),
+        (
+            ts_ns,
+            actor,
+            cmd,
+            json.dumps(args, default=str),
+            int(ok),
+            json.dumps(result, default=str),
+        ),
     )
 
 

@@ -12,7 +12,9 @@ from app.errors import ConfigError
 
 def test_layers_later_wins(tmp_path: Path) -> None:
     toml = tmp_path / "appliance.toml"
-    toml.write_text('[feed]\nsymbols = ["SOLUSDT"]\nstale_after_s = 3\n[exchange]\nprofile = "testnet"\n')
+    toml.write_text(
+        '[feed]\nsymbols = ["SOLUSDT"]\nstale_after_s = 3\n[exchange]\nprofile = "testnet"\n'
+    )
     env = {"APPLIANCE_FEED_STALE_AFTER_S": "4.5", "APPLIANCE_STORE_BATCH_MAX": "10"}
     cfg = config.load(tmp_path, toml, env, exchange={"rest_url": "http://127.0.0.1:1"})
     assert cfg.feed.symbols == ("solusdt",)
@@ -52,6 +54,6 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("[feed\n")
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path, bad, {})
+    (tmp_path / "s.toml").write_text("[nope]\nx = 1\n")
     with pytest.raises(ConfigError, match="unknown section"):
-        (tmp_path / "s.toml").write_text("[nope]\nx = 1\n")
         config.load(tmp_path, tmp_path / "s.toml", {})

@@ -122,7 +122,9 @@ async def test_errors_are_replies_not_crashes(server: tuple[Path, Journal]) -> N
 
 async def test_oversized_request_is_refused(server: tuple[Path, Journal]) -> None:
     path, _ = server
-    replies = await _raw(path, b'{"cmd": "echo", "args": {"x": "' + b"a" * (2 * MAX_REQUEST_BYTES) + b'"}}\n')
+    replies = await _raw(
+        path, b'{"cmd": "echo", "args": {"x": "' + b"a" * (2 * MAX_REQUEST_BYTES) + b'"}}\n'
+    )
     assert replies and not replies[0]["ok"] and "bytes" in replies[0]["error"]
     assert (await _call(path, "echo"))["ok"]
 
@@ -149,19 +151,26 @@ def _connect_as_nobody(path: Path) -> str:
         f"    s.connect({str(path)!r})\n"
         "except OSError as e:\n"
         "    print('refused:', type(e).__name__); sys.exit(0)\n"
-        "s.sendall(b'{\"cmd\": \"echo\"}\\n')\n"
+        's.sendall(b\'{"cmd": "echo"}\\n\')\n'
         "print('reply:', s.makefile().readline().strip())\n"
     )
     # The venv's interpreter may live under /root (0700): use one that any user can run.
     python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
     out = subprocess.run(
-        [python, "-c", code], user=65534, group=65534, capture_output=True, text=True,
-        timeout=20, check=True,
+        [python, "-c", code],
+        user=65534,
+        group=65534,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
     )
     return out.stdout.strip()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root (CI runs as root)")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="switching to another uid needs root (CI runs as root)"
+)
 async def test_refused_without_access_to_the_socket(server: tuple[Path, Journal]) -> None:
     path, journal = server
     assert oct(path.stat().st_mode & 0o777) == "0o660"

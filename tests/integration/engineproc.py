@@ -25,25 +25,33 @@ def appliance(data_dir: Path, *args: str) -> list[str]:
 def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("NOTIFY_SOCKET", None)
-    handle = log.open("ab")
-    return subprocess.Popen(argv, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    with log.open("ab") as handle:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_for(
-    what: str, check: Callable[[], Any], timeout: float, proc: subprocess.Popen[bytes] | None, log: Path
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None,
+    log: Path,
 ) -> Any:
     """Poll ``check`` until it returns something truthy; fail fast with the log if ``proc`` dies."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) waiting for {what}:\n{tail(log)}")
+            raise AssertionError(
+                f"process exited ({proc.returncode}) waiting for {what}:\n{tail(log)}"
+            )
         with contextlib.suppress(ControlError, OSError, KeyError):
             last = check()
             if last:
                 return last
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r}):\n{tail(log)}")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last: {last!r}):\n{tail(log)}"
+    )
 
 
 def tail(log: Path, lines: int = 60) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.store import db, rawlog
+from tests.simproc import free_port
 
 from .engineproc import appliance, running_engine, spawn, status, stop, tail, wait_for
 
@@ -30,7 +31,9 @@ def _counts(data_dir: Path) -> dict[str, int]:
         conn = db.connect(path, readonly=True)
         for table in TABLES:
             counts[table] += conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        counts["frames"] += conn.execute("SELECT coalesce(sum(frames), 0) FROM raw_blocks").fetchone()[0]
+        counts["frames"] += conn.execute(
+            "SELECT coalesce(sum(frames), 0) FROM raw_blocks"
+        ).fetchone()[0]
         conn.close()
     return counts
 
@@ -47,8 +50,12 @@ def _streams_live(data_dir: Path) -> bool:
 def test_engine_receives_all_streams_and_records_them(sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     log = tmp_path / "engine.log"
-    with running_engine(data, sim.rest_url, sim.ws_url, "--symbols", "btcusdt,ethusdt", log=log) as proc:
-        wait_for("all four stream types for both symbols", lambda: _streams_live(data), 30, proc, log)
+    with running_engine(
+        data, sim.rest_url, sim.ws_url, "--symbols", "btcusdt,ethusdt", log=log
+    ) as proc:
+        wait_for(
+            "all four stream types for both symbols", lambda: _streams_live(data), 30, proc, log
+        )
         wait_for("rows in every table", lambda: all(_counts(data).values()), 30, proc, log)
         st = status(data)
         assert st["mode"] == "paper" and st["state"] == "running"
@@ -75,14 +82,24 @@ def test_kill_9_loses_no_committed_row_and_files_stay_sound(sim, tmp_path: Path)
         proc.wait(10)
     after = _counts(data)
     for name, count in before.items():
-        assert after[name] >= count, f"{name}: {count} committed rows before kill -9, {after[name]} after"
+        assert after[name] >= count, (
+            f"{name}: {count} committed rows before kill -9, {after[name]} after"
+        )
     for path in [*_market_files(data), data / "trading.db"]:
         assert db.integrity_ok(path) == (True, "ok"), path
     # The restarted engine opens the same files, keeps its persisted pause, and records on.
     with running_engine(data, *urls, log=log) as proc:
         assert status(data)["state"] == "paused"
-        wait_for("recording to continue", lambda: _counts(data)["frames"] > after["frames"], 30, proc, log)
-        journal = ctl.request(data / "control.sock", "journal", {"limit": 50}, actor="test")["result"]
+        wait_for(
+            "recording to continue",
+            lambda: _counts(data)["frames"] > after["frames"],
+            30,
+            proc,
+            log,
+        )
+        journal = ctl.request(data / "control.sock", "journal", {"limit": 50}, actor="test")[
+            "result"
+        ]
         assert any(j["cmd"] == "pause" and j["actor"].startswith("test:kill9") for j in journal)
 
 
@@ -91,25 +108,34 @@ def test_kill_switch_persists_until_resume(sim, tmp_path: Path) -> None:  # type
     urls = (sim.rest_url, sim.ws_url)
     with running_engine(data, *urls):
         out = subprocess.run(
-            appliance(data, "ctl", "kill", "reason=test"), capture_output=True, text=True, timeout=30
+            appliance(data, "ctl", "kill", "reason=test"),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert out.returncode == 0, out.stderr
         assert status(data)["state"] == "halted"
     with running_engine(data, *urls):
         st = status(data)
         assert (st["state"], st["halt_reason"]) == ("halted", "test")
-        out = subprocess.run(appliance(data, "ctl", "resume"), capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            appliance(data, "ctl", "resume"), capture_output=True, text=True, timeout=30
+        )
         assert out.returncode == 0 and status(data)["state"] == "running"
-        bad = subprocess.run(appliance(data, "ctl", "no-such"), capture_output=True, text=True, timeout=30)
+        bad = subprocess.run(
+            appliance(data, "ctl", "no-such"), capture_output=True, text=True, timeout=30
+        )
         assert bad.returncode == 1 and "unknown command" in bad.stdout
 
 
 def test_ctl_without_engine_says_so(tmp_path: Path) -> None:
-    out = subprocess.run(appliance(tmp_path, "ctl", "status"), capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        appliance(tmp_path, "ctl", "status"), capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2 and "engine not running" in out.stderr
 
 
-def test_run_restarts_a_killed_child_and_stops_all(tmp_path: Path, free_port) -> None:  # type: ignore[no-untyped-def]
+def test_run_restarts_a_killed_child_and_stops_all(tmp_path: Path) -> None:
     data = tmp_path / "data"
     log = tmp_path / "run.log"
     port = free_port()
@@ -141,20 +167,23 @@ def test_engine_speaks_sd_notify(sim, tmp_path: Path) -> None:  # type: ignore[n
     sock.bind(str(notify))
     sock.settimeout(30)
     env = {"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "1000000"}
-    proc = subprocess.Popen(
-        appliance(data, "engine", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url),
-        env={**os.environ, **env},
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("ab") as handle:
+        proc = subprocess.Popen(
+            appliance(data, "engine", "--rest-url", sim.rest_url, "--ws-url", sim.ws_url),
+            env={**os.environ, **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     try:
         messages: list[str] = []
-        while not any("WATCHDOG=1" in m for m in messages):
+        while not (
+            any("WATCHDOG=1" in m for m in messages)
+            and any(m.startswith("STATUS=paper running;") for m in messages)
+        ):
             messages.append(sock.recv(4096).decode())
         ready = next(i for i, m in enumerate(messages) if m.startswith("READY=1"))
         assert ready < next(i for i, m in enumerate(messages) if "WATCHDOG=1" in m)
         assert (data / "control.sock").exists()
-        assert any(m.startswith("STATUS=paper running") for m in messages)
     finally:
         stop(proc)
         sock.close()
