@@ -25,6 +25,8 @@ lint:
 bench:
     python benchmarks/decode_bench.py
     python benchmarks/ingest_bench.py
+    python benchmarks/indicators_bench.py
+    python benchmarks/inference_bench.py
 
 # The exchange simulator alone.
 sim *ARGS:

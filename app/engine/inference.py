@@ -1,0 +1,321 @@
+"""Inference: load a model under its contract, run it on the hot path, swap it while running.
+
+:func:`load_model` reads an ONNX file, validates its contract (:mod:`app.engine.model_contract`)
+against the graph, and reproduces the golden vectors the file carries before anyone may use it:
+onnxruntime builds for some platforms (RISC-V among them) have been reported to compute wrong
+results, so a model that does not reproduce its own golden outputs is refused. Every refusal is a
+:class:`~app.errors.ModelError` whose ``problems`` list each failure in its own message.
+
+The session runs on one thread (one intra-op, one inter-op, sequential execution, all graph
+optimisations): the board has few cores and the feed must not wait for them. :meth:`predict` is
+the hot path: the window is copied into a preallocated float32 input that is bound to the session
+once (IO binding), and the output lands in a preallocated buffer, so a call allocates nothing in
+numpy or onnxruntime's Python layer.
+
+:class:`InferenceSlot` holds the active model. A swap loads and validates the new file in a worker
+thread while the event loop keeps handling market data, then replaces the model with one reference
+assignment on the loop; a refused file leaves the running model in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from app.engine.model_contract import Direction, ModelContract, TensorInfo, check_io, parse_contract
+from app.errors import ModelError
+
+Window = npt.NDArray[np.floating]  # (window, features), oldest row first
+ContractCheck = Callable[[ModelContract], list[str]]
+
+_MAX_ERROR_CHARS = 300
+
+
+def session_options() -> ort.SessionOptions:
+    """One thread, sequential, every graph optimisation, onnxruntime's own log kept to errors."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return so
+
+
+class LoadedModel:
+    """A validated model with its session, ready for :meth:`predict`. Made by :func:`load_model`.
+
+    Not thread-safe: one caller at a time (the decision loop). ``contract`` is what the file
+    declares, ``sha256`` the file's digest (journalled when the model is swapped in).
+    """
+
+    __slots__ = (
+        "_binding",
+        "_buf",
+        "_inv_scale",
+        "_mean",
+        "_ort_in",
+        "_ort_out",
+        "_out",
+        "_out_flat",
+        "_rows",
+        "contract",
+        "path",
+        "session",
+        "sha256",
+    )
+
+    def __init__(
+        self, path: Path, sha256: str, contract: ModelContract, session: ort.InferenceSession
+    ) -> None:
+        self.path = path
+        self.sha256 = sha256
+        self.contract = contract
+        self.session = session
+        self._buf = np.zeros(contract.input_shape, dtype=np.float32)
+        # A (window, features) view of the same memory: predict writes the window through it.
+        self._rows = self._buf.reshape(contract.window_shape)
+        out_shape = tuple(1 for _ in session.get_outputs()[0].shape)
+        self._out = np.zeros(out_shape, dtype=np.float32)
+        self._out_flat = self._out.reshape(-1)
+        sc = contract.scaler
+        self._mean = None if sc is None else np.asarray(sc.mean, dtype=np.float32)
+        self._inv_scale = None if sc is None else (1.0 / np.asarray(sc.scale)).astype(np.float32)
+        # On the CPU an OrtValue made from a numpy array shares its memory: bind once, and every
+        # run reads the window predict wrote and writes its output where predict reads it.
+        self._ort_in = ort.OrtValue.ortvalue_from_numpy(self._buf)
+        self._ort_out = ort.OrtValue.ortvalue_from_numpy(self._out)
+        self._binding = session.io_binding()
+        self._binding.bind_ortvalue_input(contract.input_name, self._ort_in)
+        self._binding.bind_ortvalue_output(contract.output_name, self._ort_out)
+
+    def predict(self, window: Window) -> float:
+        """The model's output for one raw window of shape ``contract.window_shape``.
+
+        Rows are oldest first; values are the features' raw values (any declared scaler is applied
+        here). Raises ``ValueError`` for a window of the wrong shape.
+        """
+        if window.shape != self._rows.shape:
+            raise ValueError(
+                f"window shape {window.shape} != {self._rows.shape} (window x features) of "
+                f"model {self.contract.model_version}"
+            )
+        rows = self._rows
+        np.copyto(rows, window, casting="same_kind")
+        if self._mean is not None and self._inv_scale is not None:
+            np.subtract(rows, self._mean, out=rows)
+            np.multiply(rows, self._inv_scale, out=rows)
+        self.session.run_with_iobinding(self._binding)
+        return float(self._out_flat[0])
+
+    def signal(self, prob: float) -> tuple[Direction | None, float]:
+        """``(side, confidence)`` for an output (see :meth:`ModelContract.signal`)."""
+        return self.contract.signal(prob)
+
+    def describe(self) -> dict[str, object]:
+        """What the model is, for ``status`` replies, the journal and the panel."""
+        c = self.contract
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "model_version": c.model_version,
+            "features": list(c.features),
+            "window": c.window,
+            "bar_interval_s": c.bar_interval_s,
+            "output": c.output,
+            "long_threshold": c.long_threshold,
+            "short_threshold": c.short_threshold,
+            "horizon_bars": c.horizon_bars,
+            "symbols": list(c.symbols) or "*",
+            "training_range": c.training_range,
+            "metrics": c.metrics,
+        }
+
+
+def _refuse(path: Path, problems: Sequence[str]) -> ModelError:
+    return ModelError(f"model {path} refused: {'; '.join(problems)}", tuple(problems))
+
+
+def _tensors(args: Sequence[ort.NodeArg]) -> list[TensorInfo]:
+    return [TensorInfo(a.name, tuple(a.shape), a.type) for a in args]
+
+
+def golden_problems(model: LoadedModel) -> list[str]:
+    """Reproduce the golden vectors through :meth:`LoadedModel.predict`; problems, if any."""
+    golden = model.contract.golden
+    worst: tuple[float, int, float, float] = (-1.0, 0, 0.0, 0.0)
+    for i, case in enumerate(golden.cases):
+        got = model.predict(np.asarray(case.input, dtype=np.float64))
+        err = abs(got - case.output)
+        if math.isnan(err):
+            err = math.inf
+        worst = max(worst, (err, i, case.output, got))
+    err, i, want, got = worst
+    if err <= golden.tolerance:
+        return []
+    return [
+        f"golden mismatch: max abs error {err:.3g} > tolerance {golden.tolerance:g} "
+        f"(case {i} of {len(golden.cases)}: expected {want:.9g}, got {got:.9g}); "
+        "this onnxruntime build or this file computes wrong results"
+    ]
+
+
+def load_model(path: Path | str) -> LoadedModel:
+    """Load, validate and self-test a model file; raises :class:`ModelError` saying why not.
+
+    Blocking (reads the file, builds the session, runs the golden cases): call it from a worker
+    thread when the event loop is running (:meth:`InferenceSlot.swap` does).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _refuse(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    if not data:
+        raise _refuse(path, ["not an ONNX model: the file is empty"])
+    try:
+        session = ort.InferenceSession(
+            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime's pybind errors share no base class but Exception
+        detail = str(exc).strip().splitlines()[0][:_MAX_ERROR_CHARS] if str(exc) else type(exc)
+        raise _refuse(path, [f"not an ONNX model, or truncated or corrupt: {detail}"]) from exc
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    contract, problems = parse_contract(meta)
+    if contract is None:
+        raise _refuse(path, problems)
+    problems = check_io(contract, _tensors(session.get_inputs()), _tensors(session.get_outputs()))
+    if problems:
+        raise _refuse(path, problems)
+    model = LoadedModel(path, hashlib.sha256(data).hexdigest(), contract, session)
+    try:
+        problems = golden_problems(model)
+    except Exception as exc:  # the graph itself failed to run: same verdict, its own message
+        problems = [f"the graph failed to run a golden case: {str(exc)[:_MAX_ERROR_CHARS]}"]
+    if problems:
+        raise _refuse(path, problems)
+    return model
+
+
+def fit_problems(contract: ModelContract, symbols: Sequence[str]) -> list[str]:
+    """Why a valid model cannot serve this engine: the configured ``symbols`` it does not cover."""
+    missing = [s for s in symbols if not contract.serves(s)]
+    if missing:
+        return [
+            f"the model serves {', '.join(contract.symbols)} only; configured symbols "
+            f"{', '.join(missing)} would have no model"
+        ]
+    return []
+
+
+class InferenceSlot:
+    """The active model, swapped without stopping market data.
+
+    Read :attr:`model` once per decision and use that object for the whole decision (predict and
+    signal), so a swap in between cannot mix two models. :attr:`generation` grows with each swap,
+    so a consumer knows when to rebuild what depends on the model (its feature set, its window).
+    ``check`` adds the caller's own reasons to refuse a contract (an empty list: fine).
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel | None = None,
+        *,
+        symbols: Sequence[str] = (),
+        loader: Callable[[Path], LoadedModel] = load_model,
+        check: ContractCheck | None = None,
+    ) -> None:
+        self._model = model
+        self._symbols = tuple(s.lower() for s in symbols)
+        self._loader = loader
+        self._check = check
+        self._lock = asyncio.Lock()
+        self.generation = 0
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The active model (None until one is loaded)."""
+        return self._model
+
+    def fit_problems(self, contract: ModelContract) -> list[str]:
+        """Every reason this engine cannot run ``contract`` (an empty list: it can)."""
+        problems = fit_problems(contract, self._symbols)
+        if self._check is not None:
+            problems += self._check(contract)
+        return problems
+
+    async def swap(self, path: Path | str) -> LoadedModel:
+        """Load ``path`` off the loop, check it fits, and make it the active model.
+
+        Raises :class:`ModelError` (the active model stays) when the file is refused. Swaps are
+        serialised: a second one waits for the first.
+        """
+        path = Path(path)
+        async with self._lock:
+            new = await asyncio.to_thread(self._loader, path)
+            problems = self.fit_problems(new.contract)
+            if problems:
+                raise _refuse(path, problems)
+            self._model = new  # the swap: one reference assignment, on the loop
+            self.generation += 1
+            return new
+
+
+class WindowBuffer:
+    """The last ``window`` feature rows as one contiguous array, without copying per bar.
+
+    Rows are stored twice in a ``(2 * window, features)`` ring, so the latest ``window`` rows are
+    always one contiguous slice (:meth:`view`, oldest first), ready for :meth:`LoadedModel.predict`.
+    A row with a missing value (None: a feature still warming up) is stored as NaN, and the window
+    is :attr:`ready` only once ``window`` complete rows follow it.
+    """
+
+    __slots__ = ("_buf", "_complete", "_next", "n_features", "window")
+
+    def __init__(self, window: int, n_features: int) -> None:
+        if window < 1 or n_features < 1:
+            raise ValueError(f"window and features must be >= 1, got {window}x{n_features}")
+        self.window = window
+        self.n_features = n_features
+        self._buf = np.full((2 * window, n_features), np.nan, dtype=np.float64)
+        self._next = 0
+        self._complete = 0
+
+    def push(self, row: Sequence[float | None]) -> bool:
+        """Append the latest bar's row; returns :attr:`ready`."""
+        if len(row) != self.n_features:
+            raise ValueError(f"row has {len(row)} values, the window has {self.n_features}")
+        i = self._next
+        if None in row:
+            values: Sequence[float | None] = [np.nan if v is None else v for v in row]
+            self._complete = 0
+        else:
+            values = row
+            self._complete += 1
+        self._buf[i] = values
+        self._buf[i + self.window] = values
+        self._next = i + 1 if i + 1 < self.window else 0
+        return self._complete >= self.window
+
+    @property
+    def ready(self) -> bool:
+        """True when the last ``window`` rows are all complete."""
+        return self._complete >= self.window
+
+    def view(self) -> Window:
+        """The last ``window`` rows, oldest first (a view: valid until the next :meth:`push`)."""
+        i = self._next
+        return self._buf[i : i + self.window]
+
+    def clear(self) -> None:
+        """Forget every row (after a gap in the data, or when the model changes)."""
+        self._buf.fill(np.nan)
+        self._next = 0
+        self._complete = 0
