@@ -1,0 +1,480 @@
+"""The risk gate: sizing, one rejection per limit (each recorded with its reason), breakers on the
+UTC day and the clock, seals, client order ids, and breaker state surviving a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from app.clock import ManualClock
+from app.engine.orders import (
+    CLIENT_ID_RE,
+    ClientOrderIds,
+    Fill,
+    Liquidity,
+    OrderType,
+    RejectCode,
+    Side,
+    next_boot,
+)
+from app.engine.portfolio import AccountSnapshot, Portfolio, TradeClosed
+from app.engine.risk import (
+    DAY_NS,
+    Approved,
+    BreakerState,
+    Intent,
+    Rejected,
+    RiskConfig,
+    RiskContext,
+    RiskGate,
+    load_breaker_state,
+    persisting,
+    recent_risk_events,
+)
+from app.store.writer import DbWriter
+from tests.engine.risk_support import (
+    BTC,
+    MIGRATIONS,
+    SUSHI,
+    context,
+    direct,
+    flat_account,
+    gate,
+    intent,
+    open_db,
+)
+
+AKRO = "AKROUSDT"
+WIDE = RiskConfig(max_position_notional=Decimal("1000000"), max_leverage=Decimal("100"))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    connection = open_db(tmp_path / "trading.db")
+    yield connection
+    connection.close()
+
+
+def _account(
+    clock: ManualClock, *fills: tuple[str, Side, str, str], balance: str = "10000"
+) -> AccountSnapshot:
+    """An account holding positions opened by fee-free fills (symbol, side, qty, price)."""
+    portfolio = Portfolio(Decimal(balance))
+    for symbol, side, qty, price in fills:
+        portfolio.apply_fill(
+            Fill("x", symbol, side, Decimal(price), Decimal(qty), Decimal(0), Liquidity.TAKER, 0)
+        )
+    return portfolio.snapshot(clock.time_ns())
+
+
+def _approved(decision: Approved | Rejected) -> Approved:
+    assert isinstance(decision, Approved), decision
+    return decision
+
+
+# -- sizing -----------------------------------------------------------------------------------
+
+
+def test_size_is_risk_budget_over_atr_stop_and_brackets_sit_on_the_tick_grid(
+    clock: ManualClock,
+) -> None:
+    g = gate(clock, WIDE)
+    order = _approved(g.check(intent(clock), context(flat_account(clock)))).order
+    # Kelly at p=0.6, b=3/2 is 1/3; a quarter of it (0.083) exceeds 1 %, so 1 % of 10,000 is at
+    # risk over a stop 2 × ATR = 0.04 away: 2,500 contracts.
+    assert order.qty == Decimal(2500)
+    assert (order.side, order.type, order.price, order.reduce_only) == (
+        Side.BUY,
+        OrderType.MARKET,
+        None,
+        False,
+    )
+    assert (order.stop_price, order.take_profit) == (Decimal("7.572"), Decimal("7.672"))
+    assert g.verify(order)
+    assert CLIENT_ID_RE.match(order.client_id)
+    assert order.client_id == "app-1-1"
+
+    # ATR 0.0123: stop 7.5874 and target 7.6489 are rounded towards the entry.
+    order = _approved(g.check(intent(clock, atr="0.0123"), context(flat_account(clock)))).order
+    assert (order.stop_price, order.take_profit) == (Decimal("7.588"), Decimal("7.648"))
+    short = _approved(
+        g.check(intent(clock, Side.SELL, atr="0.0123"), context(flat_account(clock)))
+    ).order
+    assert (short.stop_price, short.take_profit) == (Decimal("7.636"), Decimal("7.576"))
+
+
+def test_fractional_kelly_caps_the_size_when_the_edge_is_thin(clock: ManualClock) -> None:
+    g = gate(clock, WIDE)
+    order = _approved(g.check(intent(clock, confidence=0.42), context(flat_account(clock)))).order
+    # Kelly = 0.42 − 0.58/1.5 = 1/30; a quarter of it is 0.8333 % of equity → 83.33 / 0.04.
+    assert order.qty == Decimal(2083)
+
+
+def test_size_is_capped_by_the_position_limit_and_rounded_down_to_the_step(
+    clock: ManualClock,
+) -> None:
+    order = _approved(gate(clock).check(intent(clock), context(flat_account(clock)))).order
+    assert order.qty == Decimal(131)  # 1000 / 7.612 = 131.37
+    assert order.qty * Decimal("7.612") <= RiskConfig().max_position_notional
+
+
+def test_limit_prices_are_rounded_to_the_tick_buy_down_sell_up(clock: ManualClock) -> None:
+    g = gate(clock)
+    buy = _approved(
+        g.check(
+            intent(clock, order_type=OrderType.LIMIT, limit_price=Decimal("7.61279")),
+            context(flat_account(clock)),
+        )
+    ).order
+    sell = _approved(
+        g.check(
+            intent(clock, Side.SELL, order_type=OrderType.LIMIT, limit_price=Decimal("7.61201")),
+            context(flat_account(clock)),
+        )
+    ).order
+    assert (buy.type, buy.price, sell.price) == (
+        OrderType.LIMIT,
+        Decimal("7.612"),
+        Decimal("7.613"),
+    )
+
+
+# -- one rejection per limit, each recorded ---------------------------------------------------
+
+Setup = Callable[[RiskGate, ManualClock], tuple[Intent, RiskContext]]
+
+
+def _no_edge(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock, confidence=0.35), context(flat_account(clock))
+
+
+def _risk_per_trade(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock, qty=Decimal(3000)), context(flat_account(clock))  # 120 at risk > 100
+
+
+def _position_explicit(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock, qty=Decimal(200)), context(flat_account(clock))  # 1,522.4 > 1,000
+
+
+def _position_full(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock), context(_account(clock, (SUSHI, Side.BUY, "131", "7.612")))
+
+
+def _position_pending(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    # Working orders count as filled: 131 pending leaves no room.
+    return intent(clock), context(flat_account(clock), SUSHIUSDT=Decimal(131))
+
+
+def _leverage_sized(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock), context(_account(clock, (BTC, Side.BUY, "0.9", "33330")))
+
+
+def _leverage_explicit(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    account = _account(clock, (BTC, Side.BUY, "0.9", "33330"))  # 29,997 gross of 30,000
+    return intent(clock, qty=Decimal(100)), context(account)
+
+
+def _min_notional(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return (
+        intent(clock, symbol=AKRO, price="0.01737", atr="0.0001", qty=Decimal(100)),
+        context(flat_account(clock), AKRO),
+    )
+
+
+def _min_qty(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock, qty=Decimal("0.7")), context(flat_account(clock))
+
+
+def _min_qty_btc(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return (
+        intent(clock, symbol=BTC, price="33330", atr="50", qty=Decimal("0.0009")),
+        context(flat_account(clock), BTC),
+    )
+
+
+def _daily_loss(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    return intent(clock), context(flat_account(clock, "9699"))  # −3.01 % since the day began
+
+
+def _drawdown(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    clock.advance(86_400)  # a new UTC day: its start is below the peak, so no daily breaker
+    g.on_equity(clock.time_ns(), Decimal(9200))
+    return intent(clock), context(flat_account(clock, "8999"))
+
+
+def _cooldown(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    for _ in range(3):
+        g.on_trade_closed(TradeClosed(SUSHI, Decimal("-1.5"), clock.time_ns()))
+    clock.advance(29 * 60)
+    return intent(clock), context(flat_account(clock))
+
+
+def _kill(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    assert g.kill("operator", flat_account(clock)) == []
+    return intent(clock), context(flat_account(clock))
+
+
+def _stale(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    old = intent(clock)
+    clock.advance(2.5)
+    return old, context(flat_account(clock))
+
+
+def _nan_confidence(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock, confidence=float("nan")), context(flat_account(clock))
+
+
+def _zero_atr(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock, atr="0"), context(flat_account(clock))
+
+
+def _unknown_symbol(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock, symbol="NOPEUSDT"), context(flat_account(clock), "NOPEUSDT")
+
+
+def _no_equity(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    return intent(clock), context(flat_account(clock, "0"))
+
+
+def _nothing_to_reduce(g: RiskGate, clock: ManualClock) -> tuple[Intent, RiskContext]:
+    account = _account(clock, (SUSHI, Side.BUY, "50", "7.612"))
+    return intent(clock, Side.BUY, reduce_only=True), context(account)
+
+
+@pytest.mark.parametrize(
+    ("setup", "code"),
+    [
+        (_no_edge, RejectCode.NO_EDGE),
+        (_risk_per_trade, RejectCode.RISK_PER_TRADE),
+        (_position_explicit, RejectCode.MAX_POSITION_NOTIONAL),
+        (_position_full, RejectCode.MAX_POSITION_NOTIONAL),
+        (_position_pending, RejectCode.MAX_POSITION_NOTIONAL),
+        (_leverage_sized, RejectCode.MAX_LEVERAGE),
+        (_leverage_explicit, RejectCode.MAX_LEVERAGE),
+        (_min_notional, RejectCode.NOTIONAL_BELOW_MIN),
+        (_min_qty, RejectCode.QTY_BELOW_MIN),
+        (_min_qty_btc, RejectCode.QTY_BELOW_MIN),
+        (_daily_loss, RejectCode.DAILY_LOSS),
+        (_drawdown, RejectCode.DRAWDOWN),
+        (_cooldown, RejectCode.COOLDOWN),
+        (_kill, RejectCode.KILL_SWITCH),
+        (_stale, RejectCode.STALE_INTENT),
+        (_nan_confidence, RejectCode.BAD_INTENT),
+        (_zero_atr, RejectCode.BAD_INTENT),
+        (_unknown_symbol, RejectCode.BAD_INTENT),
+        (_no_equity, RejectCode.NO_EQUITY),
+        (_nothing_to_reduce, RejectCode.NOTHING_TO_REDUCE),
+    ],
+    ids=lambda v: getattr(v, "__name__", str(v)).strip("_"),
+)
+def test_every_limit_rejects_and_the_rejection_is_recorded(
+    clock: ManualClock,
+    conn: sqlite3.Connection,
+    setup: Setup,
+    code: RejectCode,
+) -> None:
+    on_event, on_state = persisting(direct(conn), clock)
+    g = gate(clock, leverage_config(setup), on_event=on_event, on_state=on_state)
+    the_intent, the_context = setup(g, clock)
+    decision = g.check(the_intent, the_context)
+    assert isinstance(decision, Rejected), decision
+    assert decision.code == code
+    assert decision.message
+    rejected = [e for e in recent_risk_events(conn) if e.kind == "rejected"]
+    assert len(rejected) == 1
+    assert (rejected[0].code, rejected[0].message) == (code, decision.message)
+    assert rejected[0].symbol == the_intent.symbol
+    assert rejected[0].detail["model_version"] == "m1"
+
+
+def leverage_config(setup: Setup) -> RiskConfig:
+    """The leverage cases lift the position cap so that leverage is what binds."""
+    if setup in (_leverage_sized, _leverage_explicit):
+        return RiskConfig(max_position_notional=Decimal(100_000))
+    return RiskConfig()
+
+
+def test_a_sized_order_near_a_cap_is_shrunk_not_rejected(clock: ManualClock) -> None:
+    account = _account(clock, (SUSHI, Side.BUY, "100", "7.612"))
+    order = _approved(gate(clock).check(intent(clock), context(account))).order
+    assert order.qty == Decimal(31)  # 131.37 − 100, rounded down
+
+
+# -- breakers over time -----------------------------------------------------------------------
+
+
+def test_daily_loss_breaker_ends_at_the_utc_day_boundary(clock: ManualClock) -> None:
+    clock.now_ns = (clock.now_ns // DAY_NS + 1) * DAY_NS - 2_000_000_000  # 23:59:58 UTC
+    g = gate(clock)
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    rejected = g.check(intent(clock), context(flat_account(clock, "9690")))
+    assert isinstance(rejected, Rejected)
+    assert rejected.code == RejectCode.DAILY_LOSS
+    clock.advance(2)  # 00:00:00 UTC: a new day starts from the current equity
+    _approved(g.check(intent(clock), context(flat_account(clock, "9690"))))
+    assert g.state.day_start_equity == Decimal(9690)
+
+
+def test_cooldown_ends_after_its_minutes_and_a_win_resets_the_streak(clock: ManualClock) -> None:
+    g = gate(clock)
+    ts = clock.time_ns()
+    for pnl in ("-1", "-1", "2", "-1", "-1"):
+        g.on_trade_closed(TradeClosed(SUSHI, Decimal(pnl), ts))
+    assert g.state.losing_streak == 2
+    assert g.blocked(ts) is None
+    g.on_trade_closed(TradeClosed(SUSHI, Decimal("-0.01"), ts))
+    assert g.blocked(ts) is not None
+    clock.advance(30 * 60)
+    _approved(g.check(intent(clock), context(flat_account(clock))))
+    assert g.state.losing_streak == 0
+
+
+def test_kill_flattens_then_only_reductions_pass_until_resume(clock: ManualClock) -> None:
+    g = gate(clock)
+    account = _account(clock, (SUSHI, Side.BUY, "50", "7.612"), (BTC, Side.SELL, "0.01", "33330"))
+    flatten = g.kill("manual stop", account)
+    assert [(o.symbol, o.side, o.qty, o.reduce_only, o.purpose) for o in flatten] == [
+        (BTC, Side.BUY, Decimal("0.01"), True, "kill"),
+        (SUSHI, Side.SELL, Decimal(50), True, "kill"),
+    ]
+    assert all(g.verify(o) for o in flatten)
+    blocked = g.check(intent(clock), context(account))
+    assert isinstance(blocked, Rejected)
+    assert blocked.code == RejectCode.KILL_SWITCH
+    reduce = _approved(g.check(intent(clock, Side.SELL, reduce_only=True), context(account)))
+    assert (reduce.order.qty, reduce.order.reduce_only, reduce.order.stop_price) == (
+        Decimal(50),
+        True,
+        None,
+    )
+    g.resume(account.equity)
+    _approved(g.check(intent(clock), context(account)))
+
+
+def test_drawdown_needs_resume_which_restarts_the_peak(clock: ManualClock) -> None:
+    g = gate(clock, RiskConfig(max_daily_loss=Decimal("0.5")))
+    g.on_equity(clock.time_ns(), Decimal(12000))
+    g.on_equity(clock.time_ns(), Decimal(10800))
+    assert g.state.drawdown_tripped
+    clock.advance(3 * 86_400)
+    blocked = g.blocked(clock.time_ns())
+    assert blocked is not None
+    assert blocked[0] == RejectCode.DRAWDOWN
+    g.resume(Decimal(10800))
+    assert g.state.peak_equity == Decimal(10800)
+    _approved(g.check(intent(clock), context(flat_account(clock, "10800"))))
+
+
+# -- seals and ids ----------------------------------------------------------------------------
+
+
+def test_a_seal_covers_every_field_and_belongs_to_one_gate(clock: ManualClock) -> None:
+    g = gate(clock)
+    order = _approved(g.check(intent(clock), context(flat_account(clock)))).order
+    for change in (
+        {"qty": order.qty + 1},
+        {"side": Side.SELL},
+        {"price": Decimal("7.5")},
+        {"reduce_only": True},
+        {"stop_price": None},
+        {"client_id": "app-1-999"},
+    ):
+        assert not g.verify(dataclasses.replace(order, **change))
+    assert not gate(clock).verify(order)  # another gate, another key
+
+
+def test_client_order_ids_are_unique_across_restarts(tmp_path: Path, clock: ManualClock) -> None:
+    path = tmp_path / "trading.db"
+    ids: list[str] = []
+    for _ in range(3):
+        conn = open_db(path)
+        boot = next_boot(conn, clock.time_ns())
+        conn.close()
+        generator = ClientOrderIds(boot)
+        ids += [generator.next() for _ in range(1000)]
+    assert len(set(ids)) == 3000
+    assert ids[0] == "app-1-1" and ids[-1] == "app-3-1000"
+    assert all(CLIENT_ID_RE.match(i) for i in ids)
+    longest = ClientOrderIds(10**12, start_seq=10**15)
+    assert len(longest.next()) <= 36
+    with pytest.raises(ValueError, match="format"):
+        ClientOrderIds(10**15, start_seq=10**15).next()
+
+
+# -- breaker state survives a restart ----------------------------------------------------------
+
+
+def _trip_kill(g: RiskGate, clock: ManualClock) -> None:
+    g.kill("manual stop", flat_account(clock))
+
+
+def _trip_daily(g: RiskGate, clock: ManualClock) -> None:
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    g.on_equity(clock.time_ns(), Decimal(9600))
+
+
+def _trip_drawdown(g: RiskGate, clock: ManualClock) -> None:
+    g.on_equity(clock.time_ns() - DAY_NS, Decimal(12000))
+    g.on_equity(clock.time_ns(), Decimal(10000))
+
+
+def _trip_cooldown(g: RiskGate, clock: ManualClock) -> None:
+    for _ in range(3):
+        g.on_trade_closed(TradeClosed(SUSHI, Decimal(-1), clock.time_ns()))
+
+
+@pytest.mark.parametrize(
+    ("trip", "code"),
+    [
+        (_trip_kill, RejectCode.KILL_SWITCH),
+        (_trip_daily, RejectCode.DAILY_LOSS),
+        (_trip_drawdown, RejectCode.DRAWDOWN),
+        (_trip_cooldown, RejectCode.COOLDOWN),
+    ],
+    ids=["kill", "daily_loss", "drawdown", "cooldown"],
+)
+def test_breaker_state_survives_a_restart(
+    tmp_path: Path,
+    clock: ManualClock,
+    trip: Callable[[RiskGate, ManualClock], None],
+    code: RejectCode,
+) -> None:
+    path = tmp_path / "trading.db"
+    writer = DbWriter(path, MIGRATIONS, synchronous="FULL")
+    on_event, on_state = persisting(writer.submit, clock)
+    before = gate(clock, on_event=on_event, on_state=on_state)
+    trip(before, clock)
+    assert before.blocked(clock.time_ns()) is not None
+    writer.close()  # the process ends; the writer drains its queue first
+
+    clock.advance(60)
+    writer = DbWriter(path, MIGRATIONS, synchronous="FULL")
+    try:
+        restored = writer.call_sync(load_breaker_state)
+        events = writer.call_sync(recent_risk_events)
+    finally:
+        writer.close()
+    assert restored == before.state
+    assert any(e.code == code for e in events)
+    after = gate(clock, state=restored, boot=2)
+    decision = after.check(intent(clock), context(flat_account(clock, "10000")))
+    assert isinstance(decision, Rejected)
+    assert decision.code == code
+
+
+def test_fresh_database_has_no_breaker_state(conn: sqlite3.Connection) -> None:
+    assert load_breaker_state(conn) is None
+    state = BreakerState(killed=True, kill_reason="x", peak_equity=Decimal("1.5"), day=3)
+    assert BreakerState.from_json(state.to_json()) == state
