@@ -48,8 +48,6 @@ import onnx  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from app.engine.decode import decode_event  # noqa: E402
-from app.engine.events import AggTrade, BookTicker, DepthUpdate, MarkPriceUpdate  # noqa: E402
-from app.engine.features import FeatureSet  # noqa: E402
 from app.engine.inference import load_model  # noqa: E402
 from app.engine.model_contract import (  # noqa: E402
     SCHEMA_VERSION,
@@ -59,6 +57,7 @@ from app.engine.model_contract import (  # noqa: E402
     ModelContract,
     to_metadata,
 )
+from app.engine.sampling import BarSampler, as_floats  # noqa: E402
 from app.sim.frames import Frame  # noqa: E402
 from app.sim.market import SymbolMarket  # noqa: E402
 from app.sim.symbols import spec_for  # noqa: E402
@@ -128,8 +127,7 @@ def simulate(symbol: str, seed: int, start_ms: int, minutes: int) -> Segment:
     sink = _Sink(
         {f"{low}@aggTrade", f"{low}@bookTicker", f"{low}@depth5@100ms", f"{low}@markPrice@1s"}
     )
-    fs = FeatureSet(FEATURES, BAR_INTERVAL_S)
-    interval_ms = BAR_INTERVAL_S * 1000
+    sampler = BarSampler(FEATURES, BAR_INTERVAL_S)
     rows: list[list[float]] = []
     closes: list[float] = []
     t = start_ms
@@ -137,29 +135,9 @@ def simulate(symbol: str, seed: int, start_ms: int, minutes: int) -> Segment:
         market.step(t, sink)
         t += STEP_MS
         for frame in sink.frames:
-            ev = decode_event(frame.raw)
-            ts = ev.ts_trade_ms if type(ev) is AggTrade else ev.ts_event_ms
-            # Close the bars this event is past, reading each row before the event is applied.
-            for bar in fs.bars.advance(ts):
-                fs.on_bar(bar)
-                values = fs.values(bar.open_time_ms + interval_ms)
-                rows.append([math.nan if v is None else v for v in values])
+            for bar, values in sampler.on_event(decode_event(frame.raw)):
+                rows.append(as_floats(values))
                 closes.append(bar.close)
-            fs.on_time(ts)
-            if type(ev) is AggTrade:
-                fs.on_trade(ev.ts_trade_ms, float(ev.price), float(ev.qty))
-            elif type(ev) is BookTicker:
-                fs.on_quote(
-                    ev.ts_trans_ms,
-                    float(ev.bid_price),
-                    float(ev.bid_qty),
-                    float(ev.ask_price),
-                    float(ev.ask_qty),
-                )
-            elif type(ev) is DepthUpdate:
-                fs.on_depth([float(q) for _, q in ev.bids], [float(q) for _, q in ev.asks])
-            elif type(ev) is MarkPriceUpdate:
-                fs.on_funding(float(ev.funding_rate))
         sink.frames.clear()
     return Segment(symbol, start_ms, np.asarray(rows, dtype=np.float64), np.asarray(closes))
 
