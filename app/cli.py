@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per HTTP request to the exchange is noise in the journal; errors still show.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         code: int = ns.func(ns)
     except ApplianceError as exc:

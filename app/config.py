@@ -13,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,52 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class RiskConfig:
+    """Limits of the risk gate. Fractions are of equity (``0.01`` = 1 %)."""
+
+    # Equity lost if the stop is hit, at most, per trade.
+    risk_per_trade: Decimal = Decimal("0.01")
+    # Share of the full Kelly fraction used as a further cap (full Kelly is far too aggressive
+    # with an estimated edge).
+    kelly_fraction: Decimal = Decimal("0.25")
+    atr_stop_mult: Decimal = Decimal("2")
+    atr_take_profit_mult: Decimal = Decimal("3")
+    # Per symbol, |position| × price, in the quote asset (USDT).
+    max_position_notional: Decimal = Decimal("1000")
+    # Gross notional of every position over equity.
+    max_leverage: Decimal = Decimal("3")
+    max_daily_loss: Decimal = Decimal("0.03")
+    max_drawdown: Decimal = Decimal("0.10")
+    losing_streak: int = 3
+    cooldown_minutes: int = 30
+    # A decision older than this is refused (0 = no limit): the market has moved on.
+    max_intent_age_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """Paper trading's account and execution model."""
+
+    initial_balance: Decimal = Decimal("10000")
+    # Binance USD-M's base-tier fees.
+    taker_fee: Decimal = Decimal("0.0004")
+    maker_fee: Decimal = Decimal("0.0002")
+    # Decision → order at the exchange.
+    latency_ms: int = 50
+    equity_interval_s: float = 5.0
+    # How many levels of its side are searched for a resting order's price.
+    scan_levels: int = 50
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model trades at first start (afterwards the model store's active pointer decides)."""
+
+    # Empty: the default model shipped in ``models/default.onnx``.
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """The engine process as a whole."""
 
@@ -107,6 +154,9 @@ class AppConfig:
     feed: FeedConfig = field(default_factory=FeedConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
     @property
     def control_socket(self) -> Path:
@@ -130,6 +180,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "feed": FeedConfig,
     "store": StoreConfig,
     "engine": EngineConfig,
+    "risk": RiskConfig,
+    "paper": PaperConfig,
+    "model": ModelConfig,
 }
 
 
@@ -137,6 +190,11 @@ def _coerce(section: str, name: str, current: object, raw: object) -> object:
     """Convert a TOML or environment value to the type of the default it replaces."""
     where = f"{section}.{name}"
     try:
+        if isinstance(current, Decimal):
+            value = Decimal(str(raw))
+            if not value.is_finite():
+                raise ValueError("not a finite number")
+            return value
         if isinstance(current, bool):
             if isinstance(raw, str):
                 if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
@@ -151,7 +209,7 @@ def _coerce(section: str, name: str, current: object, raw: object) -> object:
             items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
             return tuple(str(i).strip().lower() for i in items if str(i).strip())
         return str(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, InvalidOperation) as exc:
         raise ConfigError(f"{where}: cannot use {raw!r} ({exc})") from exc
 
 

@@ -17,15 +17,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from msgspec.structs import astuple
+
 from app.clock import Clock
 from app.config import AppConfig
+from app.engine import orders, portfolio, risk
 from app.engine.control import Command, ControlServer
+from app.engine.inference import InferenceSlot
+from app.engine.latency import LatencyRing
 from app.engine.market_data import MarketData
+from app.engine.paper import PaperExchange, PaperJournal, kill_switch
+from app.engine.portfolio import Portfolio
 from app.engine.recording import RecordingSink
+from app.engine.rest import RestClient, SymbolFilters
+from app.engine.risk import RiskGate
 from app.engine.sdnotify import Notifier
 from app.engine.state import EngineState
 from app.engine.supervisor import Supervisor
-from app.errors import ControlError
+from app.engine.trader import Trader
+from app.errors import ControlError, ModelError, TransientError
 from app.store import backup, schema, trading, weeks
 from app.store.recorder import Recorder
 from app.store.writer import DbWriter
@@ -63,14 +73,79 @@ class Engine:
         )
         self.market = MarketData(cfg.feed, cfg.exchange, clock, self._on_message)
         self._sink = RecordingSink(self.recorder, cfg.store, self.market.book_view)
+        self._latency = LatencyRing()
+        self.filters: dict[str, SymbolFilters] = {}
+        self.slot = InferenceSlot(symbols=cfg.feed.symbols)
+        self.gate, self.venue = self._trading_state()
+        self.state.halted = self.gate.state.killed
+        self.state.halt_reason = self.gate.state.kill_reason
+        self.trader = Trader(
+            cfg.feed.symbols,
+            clock,
+            self.slot,
+            self.gate,
+            self.venue,
+            self.filters,
+            self.market.books,
+            lambda: self.state.trading_allowed,
+        )
         self.control = ControlServer(
             cfg.control_socket, self._commands(), self._journal, self.supervisor
         )
+
+    def _trading_state(self) -> tuple[RiskGate, PaperExchange]:
+        """Gate and paper venue restored from the trading database (breakers, positions)."""
+        cfg, clock, db = self.cfg, self.clock, self.db
+        now = clock.time_ns()
+        boot = db.call_sync(lambda c: orders.next_boot(c, now))
+        # Paper orders live in memory: those open at the last stop did not survive it.
+        db.call_sync(lambda c: orders.expire_open_orders(c, now, "engine restarted"))
+        on_event, on_state = risk.persisting(db.submit, clock)
+        gate = RiskGate(
+            cfg.risk,
+            clock,
+            orders.ClientOrderIds(boot),
+            state=db.call_sync(risk.load_breaker_state),
+            on_event=on_event,
+            on_state=on_state,
+        )
+        book = Portfolio(cfg.paper.initial_balance, db.call_sync(portfolio.load_positions))
+        venue = PaperExchange(
+            cfg.paper, clock, gate, book, self.filters, PaperJournal(db.submit, book, gate)
+        )
+        return gate, venue
 
     # -- market data -> consumers (hot path) ----------------------------------------------------
 
     def _on_message(self, ts_recv_ns: int, raw: bytes, event: Any) -> None:
         self._sink(ts_recv_ns, raw, event)
+        if event is not None:
+            self.trader.on_event(ts_recv_ns, event)
+        self._latency.add(self.clock.time_ns() - ts_recv_ns)
+
+    async def _prepare_trading(self) -> None:
+        """Load the model, fetch the exchange's filters and warm the risk ATR, with retries."""
+        path = Path(self.cfg.model.path) if self.cfg.model.path else default_model_path()
+        try:
+            await self.slot.swap(path)
+        except ModelError as exc:
+            now, message = self.clock.time_ns(), str(exc)
+            await self.db.call(lambda c: trading.raise_alarm(c, "model", message, now))
+            log.error("no model: %s", message)
+        delay = 1.0
+        async with RestClient(self.cfg.exchange) as rest:
+            while True:
+                try:
+                    self.filters.update(await rest.symbol_filters())
+                    now_ms = self.clock.time_ns() // 1_000_000
+                    for symbol in self.cfg.feed.symbols:
+                        rows = await rest.klines(symbol.upper(), "1m", limit=60)
+                        self.trader.warm_risk(symbol, [astuple(r) for r in rows], now_ms)
+                    return
+                except TransientError as exc:
+                    log.warning("exchange not ready (%s); retrying in %.0fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
 
     # -- control commands ----------------------------------------------------------------------
 
@@ -87,7 +162,18 @@ class Engine:
 
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
         stats = self.recorder.stats
+        account = self.venue.snapshot()
         return {
+            "equity": str(account.equity),
+            "realized": str(account.realized),
+            "unrealized": str(account.unrealized),
+            "fees": str(account.fees),
+            "funding": str(account.funding),
+            "positions": {s: str(v.qty) for s, v in account.positions.items() if v.qty},
+            "open_orders": len(self.venue.open_orders()),
+            "trader": self.trader.status(),
+            "latency_us": self._latency.percentiles(),
+            "breakers": self.gate.blocked(self.clock.time_ns()),
             "pid": os.getpid(),
             "mode": self.state.mode,
             "state": self.state.label,
@@ -142,16 +228,19 @@ class Engine:
         return {"state": self.state.label}
 
     async def _resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.gate.resume(self.venue.snapshot().equity)
         self.state.paused = self.state.halted = False
         self.state.halt_reason = ""
         await self._set_flags()
         return {"state": self.state.label}
 
     async def _kill(self, args: dict[str, Any]) -> dict[str, Any]:
+        reason = str(args.get("reason", "kill switch"))
+        updates = kill_switch(self.gate, self.venue, reason)
         self.state.halted = True
-        self.state.halt_reason = str(args.get("reason", "kill switch"))
+        self.state.halt_reason = reason
         await self._set_flags()
-        return {"state": self.state.label, "reason": self.state.halt_reason}
+        return {"state": self.state.label, "reason": reason, "flatten_orders": len(updates)}
 
     async def _backup_now(self, args: dict[str, Any]) -> dict[str, Any]:
         result = await self._backup_trading()
@@ -288,6 +377,7 @@ class Engine:
         sup = self.supervisor
         sup.add("control", self.control.serve)
         sup.add("market_data", self.market.run)
+        sup.add("prepare_trading", self._prepare_trading)
         sup.add("recorder_flush", self._flush_loop)
         sup.add("housekeeping", self._housekeeping)
         for _ in range(100):
@@ -309,6 +399,18 @@ class Engine:
         await self.market.close()
         self.recorder.stop()
         self.db.close()
+
+
+def default_model_path() -> Path:
+    """The model shipped with the appliance: in the working copy, or installed beside the app."""
+    here = Path(__file__).resolve()
+    for candidate in (
+        here.parents[2] / "models" / "default.onnx",
+        Path("/usr/share/appliance/models/default.onnx"),
+    ):
+        if candidate.exists():
+            return candidate
+    return here.parents[2] / "models" / "default.onnx"
 
 
 async def run_engine(cfg: AppConfig, clock: Clock) -> None:

@@ -264,7 +264,7 @@ def check_filters(
     return None
 
 
-# -- persistence (the tables are in portfolio.RISK_PAPER_MIGRATION) ----------------------------
+# -- persistence (the tables are in store.schema.TRADING_MIGRATIONS) ----------------------------
 
 
 @contextmanager

@@ -38,6 +38,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from app.clock import Clock
+from app.config import PaperConfig
 from app.engine.book import OrderBook
 from app.engine.events import AggTrade, Level, MarkPriceUpdate
 from app.engine.orders import (
@@ -74,21 +75,6 @@ from app.engine.risk import RiskGate
 _PRICE_CACHE_MAX = 65_536
 # Levels copied out of the book at first when an order walks it; most orders stop well inside.
 _SHALLOW = 32
-
-
-@dataclass(frozen=True)
-class PaperConfig:
-    """Paper trading's account and execution model."""
-
-    initial_balance: Decimal = Decimal("10000")
-    # Binance USD-M's base-tier fees.
-    taker_fee: Decimal = Decimal("0.0004")
-    maker_fee: Decimal = Decimal("0.0002")
-    # Decision → order at the exchange.
-    latency_ms: int = 50
-    equity_interval_s: float = 5.0
-    # How many levels of its side are searched for a resting order's price.
-    scan_levels: int = 50
 
 
 @dataclass(frozen=True, slots=True)

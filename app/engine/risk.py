@@ -49,6 +49,7 @@ from decimal import Decimal
 from typing import Any, TypeAlias
 
 from app.clock import Clock
+from app.config import RiskConfig
 from app.engine.orders import (
     ZERO,
     ClientOrderIds,
@@ -68,29 +69,6 @@ from app.engine.rest import SymbolFilters
 
 DAY_NS = 86_400 * 1_000_000_000
 _CONFIDENCE_QUANTUM = Decimal("0.000001")
-
-
-@dataclass(frozen=True)
-class RiskConfig:
-    """Limits of the risk gate. Fractions are of equity (``0.01`` = 1 %)."""
-
-    # Equity lost if the stop is hit, at most, per trade.
-    risk_per_trade: Decimal = Decimal("0.01")
-    # Share of the full Kelly fraction used as a further cap (full Kelly is far too aggressive
-    # with an estimated edge).
-    kelly_fraction: Decimal = Decimal("0.25")
-    atr_stop_mult: Decimal = Decimal("2")
-    atr_take_profit_mult: Decimal = Decimal("3")
-    # Per symbol, |position| × price, in the quote asset (USDT).
-    max_position_notional: Decimal = Decimal("1000")
-    # Gross notional of every position over equity.
-    max_leverage: Decimal = Decimal("3")
-    max_daily_loss: Decimal = Decimal("0.03")
-    max_drawdown: Decimal = Decimal("0.10")
-    losing_streak: int = 3
-    cooldown_minutes: int = 30
-    # A decision older than this is refused (0 = no limit): the market has moved on.
-    max_intent_age_ms: int = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,7 +601,7 @@ def _brackets(
     return (stop if stop > 0 else None), (take_profit if take_profit > 0 else None)
 
 
-# -- persistence (tables in portfolio.RISK_PAPER_MIGRATION) -------------------------------------
+# -- persistence (tables in store.schema.TRADING_MIGRATIONS) -------------------------------------
 
 
 def save_breaker_state(conn: sqlite3.Connection, state: BreakerState, ts_ns: int) -> None:

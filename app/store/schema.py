@@ -97,4 +97,92 @@ TRADING_MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # Risk gate, paper execution, positions and the equity series.
+    """
+    CREATE TABLE boots (
+        id INTEGER PRIMARY KEY,
+        ts_ns INTEGER NOT NULL
+    );
+    CREATE TABLE orders (
+        client_id TEXT PRIMARY KEY,
+        ts_created_ns INTEGER NOT NULL,
+        ts_updated_ns INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        type TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        price TEXT,
+        reduce_only INTEGER NOT NULL,
+        stop_price TEXT,
+        take_profit TEXT,
+        model_version TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        status TEXT NOT NULL,
+        filled_qty TEXT NOT NULL,
+        avg_price TEXT,
+        fees TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX orders_symbol_ts ON orders (symbol, ts_created_ns);
+    CREATE INDEX orders_open ON orders (status) WHERE status IN ('NEW', 'PARTIALLY_FILLED');
+    CREATE TABLE fills (
+        id INTEGER PRIMARY KEY,
+        ts_ns INTEGER NOT NULL,
+        client_id TEXT NOT NULL REFERENCES orders (client_id),
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        price TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        fee TEXT NOT NULL,
+        liquidity TEXT NOT NULL,
+        realized_pnl TEXT NOT NULL
+    );
+    CREATE INDEX fills_client ON fills (client_id);
+    CREATE INDEX fills_ts ON fills (ts_ns);
+    CREATE TABLE positions (
+        symbol TEXT PRIMARY KEY,
+        qty TEXT NOT NULL,
+        cost TEXT NOT NULL,
+        realized TEXT NOT NULL,
+        fees TEXT NOT NULL,
+        funding TEXT NOT NULL,
+        trade_pnl TEXT NOT NULL,
+        mark TEXT,
+        stop_price TEXT,
+        take_profit TEXT,
+        ts_ns INTEGER NOT NULL
+    );
+    CREATE TABLE funding_payments (
+        id INTEGER PRIMARY KEY,
+        ts_ns INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        rate TEXT NOT NULL,
+        mark TEXT NOT NULL,
+        position_qty TEXT NOT NULL,
+        amount TEXT NOT NULL
+    );
+    CREATE TABLE risk_events (
+        id INTEGER PRIMARY KEY,
+        ts_ns INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        code TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        message TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX risk_events_ts ON risk_events (ts_ns);
+    CREATE TABLE breaker_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        ts_ns INTEGER NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE TABLE equity (
+        ts_ns INTEGER PRIMARY KEY,
+        equity TEXT NOT NULL,
+        realized TEXT NOT NULL,
+        unrealized TEXT NOT NULL,
+        fees TEXT NOT NULL,
+        funding TEXT NOT NULL
+    );
+""",
 ]

@@ -151,7 +151,8 @@ def _connect_as_nobody(path: Path) -> str:
         f"    s.connect({str(path)!r})\n"
         "except OSError as e:\n"
         "    print('refused:', type(e).__name__); sys.exit(0)\n"
-        's.sendall(b\'{"cmd": "echo"}\\n\')\n'
+        # A refused peer is told so at once and disconnected: read before sending anything.
+        "s.settimeout(10)\n"
         "print('reply:', s.makefile().readline().strip())\n"
     )
     # The venv's interpreter may live under /root (0700): use one that any user can run.
@@ -163,8 +164,9 @@ def _connect_as_nobody(path: Path) -> str:
         capture_output=True,
         text=True,
         timeout=20,
-        check=True,
+        cwd="/",
     )
+    assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 

@@ -19,13 +19,13 @@ from app.engine.book import DiffDepthSync, OrderBook
 from app.engine.decode import decode_frame
 from app.engine.events import AggTrade, DepthUpdate, Event, Level, MarkPriceUpdate
 from app.engine.orders import ClientOrderIds, Side
-from app.engine.portfolio import RISK_PAPER_MIGRATION, AccountSnapshot, Portfolio
+from app.engine.portfolio import AccountSnapshot, Portfolio
 from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.risk import Intent, RiskConfig, RiskContext, RiskGate
 from app.store import db, schema
 from tests.engine.reference import MARKET, recorded_frames, recorded_snapshots
 
-MIGRATIONS = [*schema.TRADING_MIGRATIONS, RISK_PAPER_MIGRATION]
+MIGRATIONS = schema.TRADING_MIGRATIONS
 SUSHI = "SUSHIUSDT"
 BTC = "BTCUSDT"
 

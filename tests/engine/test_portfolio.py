@@ -83,7 +83,7 @@ def test_migration_applies_on_the_trading_schema_and_state_survives_reopen(
 ) -> None:
     path = tmp_path / "trading.db"
     conn = open_db(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(schema.TRADING_MIGRATIONS) + 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(schema.TRADING_MIGRATIONS)
     p = Portfolio(D(1000))
     p.apply_fill(_fill(Side.BUY, "0.003", "30000.1", "0.036"))
     p.mark("BTCUSDT", D("30100.7"))
