@@ -12,8 +12,9 @@ default:
 run *ARGS:
     appliance run {{ARGS}}
 
-# Lint, type-check, then the whole test suite.
+# Lint, type-check, then the whole test suite (installs Debian's Chromium for the browser tests).
 test *ARGS: lint
+    scripts/install-browser.sh
     pytest -q {{ARGS}}
 
 # ruff (lint + format check) and mypy --strict on app/.
@@ -27,6 +28,7 @@ bench:
     python benchmarks/ingest_bench.py
     python benchmarks/indicators_bench.py
     python benchmarks/inference_bench.py
+    appliance bench --replay ../shared/reference/market-data/usdm_2021-07-22_ws.jsonl --snapshots ../shared/reference/market-data/usdm_2021-07-22_rest_depth_snapshots.txt --exchange-info ../shared/reference/market-data/usdm_2021-07-22_exchangeInfo.txt
 
 # The exchange simulator alone.
 sim *ARGS:

@@ -1,9 +1,10 @@
 """``appliance``: the one command-line entry point.
 
-Subcommands: ``run`` (developer's stand-in for the appliance: simulator + engine as child
-processes), ``engine``, ``sim``, ``ctl``. ``--data-dir`` is common to all; its default is ``data/``
-in the working copy when the package runs from one, and ``/var/lib/appliance`` otherwise (the
-image). The environment variable ``APPLIANCE_DATA_DIR`` overrides the default.
+Subcommands: ``run`` (developer's stand-in for the appliance: simulator, engine and panel as
+child processes), ``engine``, ``sim``, ``ctl``, ``admin`` (the panel), ``set-password``.
+``--data-dir`` is common to all; its default is ``data/`` in the working copy when the package
+runs from one, and ``/var/lib/appliance`` otherwise (the image). The environment variable
+``APPLIANCE_DATA_DIR`` overrides the default.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--sim-port", type=int, default=config_mod.DEFAULT_SIM_PORT)
     p_run.add_argument("--no-sim", action="store_true", help="do not start the simulator")
     p_run.add_argument("--seed", type=int, default=1)
+    p_run.add_argument("--admin-port", type=int, default=config_mod.DEFAULT_ADMIN_PORT)
+    p_run.add_argument("--no-admin", action="store_true", help="do not start the admin panel")
     p_run.set_defaults(func=_cmd_run)
 
     p_ctl = sub.add_parser("ctl", help="send a command to the running engine")
@@ -115,9 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_ctl.add_argument("--wait", action="store_true", help="wait for a slow command's job")
     p_ctl.set_defaults(func=_cmd_ctl)
 
+    p_bench = sub.add_parser("bench", help="the decision loop over a recording, with figures")
+    from app.engine import bench
+
+    bench.add_arguments(p_bench)
+    p_bench.set_defaults(func=bench.main)
+
     from app.sim.cli import register as register_sim
 
     register_sim(sub)
+
+    from app.models.cli import register as register_models
+
+    register_models(sub)
+    from app.admin.cli import register as register_admin
+
+    register_admin(sub)
     return parser
 
 

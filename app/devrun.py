@@ -1,7 +1,8 @@
 """``appliance run``: the developer's stand-in for the appliance's systemd units.
 
-Starts the exchange simulator (unless told not to, or the exchange is not the simulator) and the
-engine as child processes, restarts a child that dies (with backoff, like ``Restart=on-failure``)
+Starts the exchange simulator (unless told not to, or the exchange is not the simulator), the
+engine and the admin panel (unless ``--no-admin``; port ``--admin-port``, 8080 by default) as
+child processes, restarts a child that dies (with backoff, like ``Restart=on-failure``)
 and stops them all, engine first, on Ctrl-C or SIGTERM.
 """
 
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from app.config import AppConfig
+from app.config import DEFAULT_ADMIN_PORT, AppConfig
 
 log = logging.getLogger("appliance.run")
 
@@ -117,6 +118,9 @@ def children(cfg: AppConfig, ns: argparse.Namespace) -> list[Child]:
         if cfg.exchange.ws_url:
             engine += ["--ws-url", cfg.exchange.ws_url]
     out.append(Child("engine", engine))
+    if not getattr(ns, "no_admin", False):
+        port = getattr(ns, "admin_port", DEFAULT_ADMIN_PORT)
+        out.append(Child("admin", [*py, "admin", "--host", "127.0.0.1", "--port", str(port)]))
     return out
 
 

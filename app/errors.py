@@ -12,13 +12,19 @@ never scattered).
     │   ├── ConfigError               a setting is missing, malformed or out of bounds
     │   ├── StorageFullError          the disk (or the database's page budget) is full
     │   ├── ControlError              a control-channel request was refused or malformed
-    │   └── ModelError                a model was refused: not ONNX, contract broken, wrong results
+    │   │   └── LiveModeError         live mode refused: no keys, failed preflight, no confirmation
+    │   ├── ModelError                a model was refused: not ONNX, contract broken, wrong results
+    │   └── ApiKeyError               the exchange refused our key or signature (-2014/-2015/-1022)
     └── TransientError                may clear by itself; retry with backoff
         ├── FeedError                 the market-data connection failed or went stale
         ├── SnapshotError             a REST depth snapshot could not be fetched or applied
         ├── BookGapError              a diff-depth sequence gap: the book must resync
         ├── MalformedFrameError       a market-data frame could not be decoded: count and skip it
         └── ExchangeApiError          a REST call failed: network, HTTP status or {code, msg} body
+            ├── RateLimitedError      429 (or our own budget): no request until ``retry_at_ms``
+            │   └── IpBannedError     418: every request stops until the ban ends
+            ├── OrderRejectedError    the exchange refused an order (-2019 margin, filters, ...)
+            └── UnknownStateError     timeout or 5xx on a write: query before any retry
 """
 
 from __future__ import annotations
@@ -94,3 +100,44 @@ class ExchangeApiError(TransientError):
         self.status = status
         self.code = code
         self.msg = msg
+
+
+class LiveModeError(ControlError):
+    """Live mode was refused: keys missing, preflight failed, or the confirmation was wrong."""
+
+
+class ApiKeyError(OperatorError):
+    """The exchange refused our API key or signature (-2014, -2015, -1022): fix the keys.
+
+    ``code`` is the exchange's error code.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RateLimitedError(ExchangeApiError):
+    """A request-rate limit: the exchange answered 429 (or our own weight budget would be
+    exceeded); nothing is sent before ``retry_at_ms`` (the client's clock, ms)."""
+
+    def __init__(self, message: str, *, retry_at_ms: int, status: int | None = None,
+                 code: int | None = None, msg: str = "") -> None:  # fmt: skip
+        super().__init__(message, status=status, code=code, msg=msg)
+        self.retry_at_ms = retry_at_ms
+
+
+class IpBannedError(RateLimitedError):
+    """418: the IP is banned for ignoring 429s; every request stops until ``retry_at_ms``."""
+
+
+class OrderRejectedError(ExchangeApiError):
+    """The exchange refused an order outright (it was not placed): -2019 margin insufficient,
+    a filter (-4164 min notional, -1111 precision, -4014 tick, ...). Not retried."""
+
+
+class UnknownStateError(ExchangeApiError):
+    """A write's outcome is unknown (timeout, 5xx, -1007): the order may or may not exist.
+
+    The caller must query it (by ``origClientOrderId``) before any retry.
+    """

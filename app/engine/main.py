@@ -36,6 +36,10 @@ from app.engine.state import EngineState
 from app.engine.supervisor import Supervisor
 from app.engine.trader import Trader
 from app.errors import ControlError, ModelError, TransientError
+from app.models.commands import load_active, model_commands, resume_shadow
+from app.models.shadow import ShadowRunner
+from app.models.store import ModelStore
+from app.models.validate import ValidationLimits
 from app.store import backup, schema, trading, weeks
 from app.store.recorder import Recorder
 from app.store.writer import DbWriter
@@ -75,7 +79,12 @@ class Engine:
         self._sink = RecordingSink(self.recorder, cfg.store, self.market.book_view)
         self._latency = LatencyRing()
         self.filters: dict[str, SymbolFilters] = {}
+        self.models = ModelStore(cfg.data_dir / "models", clock)
         self.slot = InferenceSlot(symbols=cfg.feed.symbols)
+        self.shadow = ShadowRunner(
+            cfg.feed.symbols, clock, self.filters, self.market.books, self.db.submit,
+            cfg.paper, cfg.risk,
+        )  # fmt: skip
         self.gate, self.venue = self._trading_state()
         self.state.halted = self.gate.state.killed
         self.state.halt_reason = self.gate.state.kill_reason
@@ -121,17 +130,26 @@ class Engine:
         self._sink(ts_recv_ns, raw, event)
         if event is not None:
             self.trader.on_event(ts_recv_ns, event)
+            self.shadow.on_event(ts_recv_ns, event)
         self._latency.add(self.clock.time_ns() - ts_recv_ns)
 
     async def _prepare_trading(self) -> None:
         """Load the model, fetch the exchange's filters and warm the risk ATR, with retries."""
-        path = Path(self.cfg.model.path) if self.cfg.model.path else default_model_path()
+        problems: list[str] = []
         try:
-            await self.slot.swap(path)
+            if self.cfg.model.path:  # an operator's explicit choice wins over the store
+                await self.slot.swap(Path(self.cfg.model.path))
+            else:
+                model, problems = await asyncio.to_thread(
+                    load_active, self.models, default_model_path()
+                )
+                # The slot checks the model against this engine's symbols before it trades.
+                await self.slot.swap(model.path)
         except ModelError as exc:
-            now, message = self.clock.time_ns(), str(exc)
-            await self.db.call(lambda c: trading.raise_alarm(c, "model", message, now))
-            log.error("no model: %s", message)
+            problems.append(str(exc))
+        for message in problems:
+            await self._alarm("model", message)
+            log.error("model: %s", message)
         delay = 1.0
         async with RestClient(self.cfg.exchange) as rest:
             while True:
@@ -141,11 +159,17 @@ class Engine:
                     for symbol in self.cfg.feed.symbols:
                         rows = await rest.klines(symbol.upper(), "1m", limit=60)
                         self.trader.warm_risk(symbol, [astuple(r) for r in rows], now_ms)
-                    return
+                    break
                 except TransientError as exc:
                     log.warning("exchange not ready (%s); retrying in %.0fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
+        for message in await resume_shadow(self.models, self.slot, self.shadow, self.trader):
+            await self._alarm("model", message)
+
+    async def _alarm(self, kind: str, message: str) -> None:
+        now = self.clock.time_ns()
+        await self.db.call(lambda c: trading.raise_alarm(c, kind, message, now))
 
     # -- control commands ----------------------------------------------------------------------
 
@@ -158,6 +182,13 @@ class Engine:
             "kill": Command(self._kill, "kill switch: halt trading until resume (persisted)"),
             "backup": Command(self._backup_now, "back up the trading database now", slow=True),
             "journal": Command(self._recent_journal, "the last N journalled commands"),
+            **model_commands(
+                self.models,
+                self.slot,
+                self.shadow,
+                ValidationLimits(baseline=default_model_path()),
+                live=lambda: self.trader,
+            ),
         }
 
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +203,7 @@ class Engine:
             "positions": {s: str(v.qty) for s, v in account.positions.items() if v.qty},
             "open_orders": len(self.venue.open_orders()),
             "trader": self.trader.status(),
+            "shadow": self.shadow.status(),
             "latency_us": self._latency.percentiles(),
             "breakers": self.gate.blocked(self.clock.time_ns()),
             "pid": os.getpid(),
@@ -378,6 +410,7 @@ class Engine:
         sup.add("control", self.control.serve)
         sup.add("market_data", self.market.run)
         sup.add("prepare_trading", self._prepare_trading)
+        sup.add("shadow_flush", self.shadow.flush_loop)
         sup.add("recorder_flush", self._flush_loop)
         sup.add("housekeeping", self._housekeeping)
         for _ in range(100):

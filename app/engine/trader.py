@@ -16,9 +16,10 @@ The hot path is :meth:`Trader.on_event`; it allocates only when a bar closes.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
 
@@ -70,14 +71,13 @@ class TraderStats:
     orders: int = 0
     rejected: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    last: dict[str, Signal] = field(default_factory=dict)
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
 class _Symbol:
-    __slots__ = ("atr", "atr_value", "risk_bars", "sampler", "window")
+    __slots__ = ("atr", "atr_value", "last", "risk_bars", "sampler", "window")
 
     def __init__(self, model: LoadedModel) -> None:
         c = model.contract
@@ -86,6 +86,7 @@ class _Symbol:
         self.risk_bars = BarBuilder(RISK_BAR_S)
         self.atr = ATR(RISK_ATR_PERIOD)
         self.atr_value: float | None = None
+        self.last = Signal(0, 0.0, "", 0.0, "")
 
     def on_risk_bar(self, bar: Bar) -> None:
         self.atr_value = self.atr.update(bar.high, bar.low, bar.close)
@@ -104,8 +105,13 @@ class Trader:
         filters: Mapping[str, SymbolFilters],
         books: Mapping[str, OrderBook],
         allowed: Callable[[], bool],
+        *,
+        decide_every_event: bool = False,
     ) -> None:
         self.symbols = tuple(s.upper() for s in symbols)
+        # The contract decides at bar closes; deciding on every event (the window as of the
+        # last close, updated event features aside) is the benchmark's worst case.
+        self._every_event = decide_every_event
         self._clock = clock
         self._slot = slot
         self._gate = gate
@@ -118,6 +124,11 @@ class Trader:
         self.stats = TraderStats()
 
     # -- set-up --------------------------------------------------------------------------------
+
+    def attach(self, gate: RiskGate, venue: Venue, books: Mapping[str, OrderBook]) -> None:
+        """Trade through a new gate, venue and books, keeping the features (the benchmark resets
+        execution on each pass over a recording while the features run on)."""
+        self._gate, self._venue, self._books = gate, venue, books
 
     def _rebuild(self, model: LoadedModel) -> None:
         """Fresh features and windows for the model now in the slot (risk ATR carries over)."""
@@ -137,6 +148,20 @@ class Trader:
             self._state[symbol] = fresh
         self._generation = self._slot.generation
         log.info("trader: model %s for %s", model.contract.model_version, ",".join(self._state))
+
+    def adopt_risk(self, source: Trader) -> None:
+        """Start this trader's 1-minute ATRs from ``source``'s (a shadow sandbox borrows the live
+        trader's, so it can size its first entry at once instead of after 15 minutes of bars)."""
+        model = self._slot.model
+        if model is None:
+            return
+        self._rebuild(model)
+        for symbol, state in self._state.items():
+            src = source._state.get(symbol)
+            if src is not None and src.atr_value is not None:
+                state.risk_bars = copy.deepcopy(src.risk_bars)
+                state.atr = copy.deepcopy(src.atr)
+                state.atr_value = src.atr_value
 
     def warm_risk(self, symbol: str, klines: Sequence[Sequence[object]], now_ms: int) -> int:
         """Warm a symbol's 1-minute ATR from ``/fapi/v1/klines?interval=1m`` rows."""
@@ -179,9 +204,13 @@ class Trader:
             t: AggTrade = ev  # type: ignore[assignment]
             for bar in state.risk_bars.update(t.ts_trade_ms, float(t.price), float(t.qty)):
                 state.on_risk_bar(bar)
+        decided = False
         for bar, row in state.sampler.on_event(ev):
             if state.window.push(row):
                 self._decide(symbol, state, model, bar.open_time_ms + state.sampler.interval_ms)
+                decided = True
+        if self._every_event and not decided and state.window.ready:
+            self._decide(symbol, state, model, ts_recv_ns // 1_000_000)
 
     def _decide(self, symbol: str, state: _Symbol, model: LoadedModel, ts_ms: int) -> None:
         prob = model.predict(state.window.view())
@@ -195,7 +224,10 @@ class Trader:
             else:
                 stats.short_signals += 1
             action = self._act(symbol, state, model, direction, confidence)
-        stats.last[symbol] = Signal(ts_ms, prob, direction or "", confidence, action)
+        # Updated in place: a decision allocates nothing that outlives it.
+        last = state.last
+        last.ts_ms, last.prob, last.direction = ts_ms, prob, direction or ""
+        last.confidence, last.action = confidence, action
 
     def _act(
         self,
@@ -250,6 +282,13 @@ class Trader:
         self.stats.rejected += 1
         return f"rejected: {decision.code}"
 
+    def last_signal(self, symbol: str) -> Signal | None:
+        """A copy of the latest decision for ``symbol`` (None before the first)."""
+        state = self._state.get(symbol)
+        if state is None or not state.last.ts_ms:
+            return None
+        return replace(state.last)
+
     def status(self) -> dict[str, object]:
         s = self.stats
         model = self._slot.model
@@ -261,6 +300,6 @@ class Trader:
             "orders": s.orders,
             "rejected": s.rejected,
             "skipped": dict(s.skipped),
-            "last": {k: vars(v) for k, v in s.last.items()},
+            "last": {k: vars(st.last) for k, st in self._state.items() if st.last.ts_ms},
             "atr_1m": {k: v.atr_value for k, v in self._state.items()},
         }

@@ -10,6 +10,9 @@ from app.config import DEFAULT_SIM_PORT
 DEFAULT_SYMBOLS = ("btcusdt", "ethusdt")
 # Binance settles funding every 8 hours; tests compress it.
 DEFAULT_FUNDING_INTERVAL_S = 8 * 3600
+# Used when no --api-key/--api-secret is given, so `appliance sim` can trade out of the box.
+DEFAULT_API_KEY = "sim-api-key"
+DEFAULT_API_SECRET = "sim-api-secret"  # noqa: S105 (a public test value)
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,25 @@ class FaultSettings:
     stall_for_s: float | None = None
     malformed_every: int = 0
     pong_delay_s: float = 0.0
+    order_unknown_503: bool = False
+    order_timeout_s: float | None = None
+    drop_user_stream: bool = False
+    clock_offset_ms: int = 0
+
+
+@dataclass(frozen=True)
+class TradingSettings:
+    """The signed side: limits (Binance's defaults), the account's start, listenKey validity."""
+
+    weight_limit: int = 2400
+    order_limit_1m: int = 1200
+    order_limit_10s: int = 300
+    # Requests answered 429 that a client may still send in the same window before an IP ban.
+    ban_after_429s: int = 5
+    ban_s: float = 120.0
+    listen_key_validity_s: float = 3600.0
+    balance_usdt: str = "10000"
+    default_leverage: int = 20
 
 
 @dataclass(frozen=True)
@@ -28,7 +50,8 @@ class SimConfig:
     """Everything the simulator process needs.
 
     ``symbols`` empty means the defaults in live mode and "whatever the recording holds" in replay
-    mode. ``api_key``/``api_secret`` are kept for the signed trading endpoints to come.
+    mode. ``api_key``/``api_secret`` authenticate the signed endpoints (empty: the defaults
+    :data:`DEFAULT_API_KEY`/:data:`DEFAULT_API_SECRET`).
     """
 
     host: str = "127.0.0.1"
@@ -45,7 +68,13 @@ class SimConfig:
     api_key: str = ""
     api_secret: str = ""
     faults: FaultSettings = field(default_factory=FaultSettings)
+    trading: TradingSettings = field(default_factory=TradingSettings)
 
     @property
     def live_symbols(self) -> tuple[str, ...]:
         return self.symbols or DEFAULT_SYMBOLS
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        """The API key and secret the signed endpoints accept."""
+        return (self.api_key or DEFAULT_API_KEY, self.api_secret or DEFAULT_API_SECRET)

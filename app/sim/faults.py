@@ -12,7 +12,22 @@ from collections.abc import Callable, Mapping
 from app.clock import Clock
 from app.sim.config import FaultSettings
 
-FAULT_KEYS = frozenset({"drop_after_s", "stall", "stall_for_s", "malformed_every", "pong_delay_s"})
+FAULT_KEYS = frozenset(
+    {
+        "drop_after_s",
+        "stall",
+        "stall_for_s",
+        "malformed_every",
+        "pong_delay_s",
+        # The signed side's: an order placed but answered 503 -1007; an order placed but its
+        # response held N s; user-data streams closed (and refused) while true; the server's
+        # clock (``/fapi/v1/time`` and the recvWindow check) offset by N ms.
+        "order_unknown_503",
+        "order_timeout_s",
+        "drop_user_stream",
+        "clock_offset_ms",
+    }
+)
 _FOREVER = -1
 
 
@@ -27,6 +42,17 @@ def _seconds(key: str, value: object, *, allow_none: bool) -> float | None:
     return seconds
 
 
+def _flag(key: str, changes: Mapping[str, object], current: bool) -> bool:
+    if key not in changes:
+        return current
+    value = changes[key]
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false")
+    return value
+
+
 class Faults:
     """The faults in force. Reads are cheap: the hub consults :meth:`stalled` per frame."""
 
@@ -36,11 +62,19 @@ class Faults:
         self.drop_after_s: float | None = None
         self.malformed_every = 0
         self.pong_delay_s = 0.0
+        self.order_unknown_503 = False
+        self.order_timeout_s: float | None = None
+        self.drop_user_stream = False
+        self.clock_offset_ms = 0
         self._stall_until_ns: int | None = None
         initial: dict[str, object] = {
             "drop_after_s": settings.drop_after_s,
             "malformed_every": settings.malformed_every,
             "pong_delay_s": settings.pong_delay_s,
+            "order_unknown_503": settings.order_unknown_503,
+            "order_timeout_s": settings.order_timeout_s,
+            "drop_user_stream": settings.drop_user_stream,
+            "clock_offset_ms": settings.clock_offset_ms,
         }
         if settings.stall or settings.stall_for_s is not None:
             initial["stall"] = True
@@ -64,6 +98,19 @@ class Faults:
         malformed = self.malformed_every
         pong = self.pong_delay_s
         stall_until = self._stall_until_ns
+        unknown_503 = _flag("order_unknown_503", changes, self.order_unknown_503)
+        drop_user = _flag("drop_user_stream", changes, self.drop_user_stream)
+        order_timeout = self.order_timeout_s
+        if "order_timeout_s" in changes:
+            order_timeout = _seconds("order_timeout_s", changes["order_timeout_s"], allow_none=True)
+        offset = self.clock_offset_ms
+        if "clock_offset_ms" in changes:
+            value = changes["clock_offset_ms"]
+            if value is None:
+                value = 0
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError("clock_offset_ms must be an integer (ms, may be negative)")
+            offset = value
         if "drop_after_s" in changes:
             drop = _seconds("drop_after_s", changes["drop_after_s"], allow_none=True)
         if "malformed_every" in changes:
@@ -87,6 +134,10 @@ class Faults:
         self.malformed_every = malformed
         self.pong_delay_s = pong
         self._stall_until_ns = stall_until
+        self.order_unknown_503 = unknown_503
+        self.order_timeout_s = order_timeout or None
+        self.drop_user_stream = drop_user
+        self.clock_offset_ms = offset
         for listener in self._listeners:
             listener()
 
@@ -115,4 +166,8 @@ class Faults:
             "stall_for_s": remaining,
             "malformed_every": self.malformed_every,
             "pong_delay_s": self.pong_delay_s,
+            "order_unknown_503": self.order_unknown_503,
+            "order_timeout_s": self.order_timeout_s,
+            "drop_user_stream": self.drop_user_stream,
+            "clock_offset_ms": self.clock_offset_ms,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from app.clock import Clock
 from app.sim.market import Sink, SymbolMarket
@@ -27,9 +28,17 @@ def make_markets(
 
 
 async def run_live(
-    markets: dict[str, SymbolMarket], sink: Sink, clock: Clock, start_ms: int, step_ms: int
+    markets: dict[str, SymbolMarket],
+    sink: Sink,
+    clock: Clock,
+    start_ms: int,
+    step_ms: int,
+    after_step: Callable[[SymbolMarket, int], None] | None = None,
 ) -> None:
-    """Step forever: step ``i`` covers ``start_ms + i*step_ms`` and runs at that monotonic time."""
+    """Step forever: step ``i`` covers ``start_ms + i*step_ms`` and runs at that monotonic time.
+
+    ``after_step(market, t_end_ms)`` runs after each symbol's step (the signed side's matching).
+    """
     step_ns = step_ms * 1_000_000
     mono0 = clock.monotonic_ns()
     t0 = start_ms
@@ -50,4 +59,6 @@ async def run_live(
         t_start = t0 + i * step_ms
         for market in ordered:
             market.step(t_start, sink)
+            if after_step is not None:
+                after_step(market, t_start + step_ms)
         i += 1

@@ -65,6 +65,9 @@ class SymbolMarket:
         self._ask_changes: dict[int, int] = {}
         self._first_change: int | None = None
         self.top: tuple[int, int, int, int] = (0, 0, 0, 0)
+        # This step's trades as (time ms, price ticks, qty steps, buyer is taker), for the
+        # signed side's matching; cleared when the next step starts.
+        self.step_trades: list[tuple[int, int, int, bool]] = []
         self.steps = 0
         self.last_event_ms = start_ms
         self.last_tx_ms = start_ms
@@ -139,6 +142,7 @@ class SymbolMarket:
         """Advance one step starting at simulated time ``t_start`` (ms), publishing to ``out``."""
         rng = self.rng
         step = self.step_ms
+        self.step_trades.clear()
         t_last = t_start + step - 2
         t = t_start + 1 + rng.randrange(max(1, step // 4))
         move = scaled_normal(rng.choice(Z_MILLI), self.sigma_milli)
@@ -204,6 +208,7 @@ class SymbolMarket:
             self.agg_id += 1
             self.last_tx_ms = t
             self.klines.record(t, price, fill, buy)
+            self.step_trades.append((t, price, fill, buy))
             if emit:
                 s = self.spec
                 out.publish(

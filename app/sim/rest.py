@@ -1,7 +1,7 @@
 """REST endpoints in Binance's shapes (``/fapi/v1/...``) and the simulator's own (``/_sim/...``).
 
 Errors are Binance's ``{"code": ..., "msg": ...}`` with HTTP 400. The signed trading endpoints
-(``/fapi/v1/order`` and friends) are to be added to :func:`rest_routes`.
+(``/fapi/v1/order`` and friends) are in :mod:`app.sim.trading_rest`.
 """
 
 from __future__ import annotations
@@ -11,22 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from app.sim.apierror import ApiError
 from app.sim.exchange_info import exchange_info
 from app.sim.klines import INTERVALS_MS, KlineQuery
 from app.sim.state import SimState
 
+__all__ = ["ApiError", "api_error_handler", "json_response", "rest_routes"]
+
 DEPTH_LIMITS = frozenset({5, 10, 20, 50, 100, 500, 1000})
 MAX_KLINES = 1500
-
-
-class ApiError(Exception):
-    """An error answered in Binance's shape."""
-
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-        self.status = status
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -76,7 +69,7 @@ def rest_routes(state: SimState) -> list[BaseRoute]:
         return json_response({})
 
     async def server_time(request: Request) -> Response:
-        return json_response({"serverTime": state.now_ms()})
+        return json_response({"serverTime": state.server_time_ms()})
 
     async def get_exchange_info(request: Request) -> Response:
         if state.exchange_info_body is not None:
@@ -145,6 +138,8 @@ def rest_routes(state: SimState) -> list[BaseRoute]:
         if state.replay is not None:
             body["replay"] = state.replay.as_dict()
         body["faults"] = state.faults.as_dict()
+        body["user_streams"] = state.user_streams.stats()
+        body["rate_limits"] = state.limiter.stats()
         return json_response(body)
 
     return [

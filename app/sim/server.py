@@ -11,14 +11,17 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from app.clock import Clock, SystemClock
 from app.sim.config import SimConfig
 from app.sim.live import run_live
 from app.sim.pong import delayed_pong_protocol
+from app.sim.ratelimit import RateLimitMiddleware
 from app.sim.replay import run_replay
 from app.sim.rest import ApiError, api_error_handler, rest_routes
 from app.sim.state import SimState, build_state
+from app.sim.trading_rest import trading_routes
 from app.sim.ws import ws_routes
 
 log = logging.getLogger("app.sim")
@@ -31,7 +34,14 @@ def build_app(state: SimState, listening: str = "") -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         cfg = state.config
         if cfg.replay is None:
-            driver = run_live(state.markets, state.hub, state.clock, state.start_ms, cfg.step_ms)
+            driver = run_live(
+                state.markets,
+                state.hub,
+                state.clock,
+                state.start_ms,
+                cfg.step_ms,
+                after_step=state.after_step,
+            )
         else:
             assert state.replay is not None
             driver = run_replay(
@@ -54,7 +64,8 @@ def build_app(state: SimState, listening: str = "") -> Starlette:
                 await task
 
     return Starlette(
-        routes=[*rest_routes(state), *ws_routes(state)],
+        routes=[*rest_routes(state), *trading_routes(state), *ws_routes(state)],
+        middleware=[Middleware(RateLimitMiddleware, limiter=state.limiter)],
         exception_handlers={ApiError: api_error_handler},
         lifespan=lifespan,
     )
@@ -63,6 +74,27 @@ def build_app(state: SimState, listening: str = "") -> Starlette:
 def _driver_done(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("sim driver failed", exc_info=task.exception())
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket whose accepted connections get TCP_NODELAY.
+
+    asyncio sets TCP_NODELAY only on sockets whose ``proto`` is IPPROTO_TCP, and
+    ``socket.create_server`` leaves it 0: every keep-alive answer (headers and body written
+    separately) then waited ~40 ms for the client's delayed ACK.
+    """
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _ignore_signal(signum: int, frame: object) -> None:
@@ -74,7 +106,7 @@ def serve(config: SimConfig, clock: Clock | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     state = build_state(config, clock or SystemClock())
-    sock = socket.create_server((config.host, config.port), reuse_port=False)
+    sock = _listen(config.host, config.port)
     host, port = sock.getsockname()[:2]
     app = build_app(state, listening=f"http://{host}:{port}")
     uv_config = uvicorn.Config(

@@ -6,19 +6,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.clock import Clock
+from app.sim.account import Account
+from app.sim.auth import Credentials
 from app.sim.config import SimConfig
 from app.sim.faults import Faults
 from app.sim.hub import Hub
 from app.sim.live import make_markets
 from app.sim.market import SymbolMarket
+from app.sim.orders import Exchange
+from app.sim.ratelimit import RateLimiter
 from app.sim.recordings import load_exchange_info, load_snapshots, scan_symbols
 from app.sim.replay import ReplayStatus
 from app.sim.symbols import SymbolSpec, spec_for
+from app.sim.userstream import UserStreams
 
 
 @dataclass
 class SimState:
-    """The simulator's parts. ``markets`` is empty in replay mode, ``replay`` None in live mode."""
+    """The simulator's parts. ``markets`` is empty in replay mode, ``replay`` None in live mode.
+
+    The signed side (``exchange``, ``user_streams``, ``limiter``) trades only in live mode: in
+    replay mode there is no book to match against and orders are refused as invalid symbols.
+    """
 
     config: SimConfig
     clock: Clock
@@ -30,9 +39,22 @@ class SimState:
     snapshots: dict[str, dict[str, Any]]
     exchange_info_body: dict[str, Any] | None
     replay: ReplayStatus | None
+    credentials: Credentials
+    exchange: Exchange
+    user_streams: UserStreams
+    limiter: RateLimiter
 
     def now_ms(self) -> int:
         return self.clock.time_ns() // 1_000_000
+
+    def server_time_ms(self) -> int:
+        """The time the server admits to (``/fapi/v1/time``, recvWindow): shifted by the fault."""
+        return self.now_ms() + self.faults.clock_offset_ms
+
+    def after_step(self, market: SymbolMarket, t_end_ms: int) -> None:
+        """Run by the live driver after each market step: matching, stops, funding, expiry."""
+        self.exchange.on_step(market, t_end_ms)
+        self.user_streams.check_expiry()
 
 
 def build_state(config: SimConfig, clock: Clock) -> SimState:
@@ -73,6 +95,9 @@ def build_state(config: SimConfig, clock: Clock) -> SimState:
             snapshots = load_snapshots(config.snapshots)
         if config.exchange_info is not None:
             info = load_exchange_info(config.exchange_info)
+    trading = config.trading
+    streams = UserStreams(trading.listen_key_validity_s, clock, faults, config.seed)
+    account = Account(specs, trading, config.seed)
     return SimState(
         config=config,
         clock=clock,
@@ -84,4 +109,8 @@ def build_state(config: SimConfig, clock: Clock) -> SimState:
         snapshots=snapshots,
         exchange_info_body=info,
         replay=replay,
+        credentials=Credentials(*config.credentials),
+        exchange=Exchange(markets, account, streams.publish, config.seed),
+        user_streams=streams,
+        limiter=RateLimiter(trading, clock),
     )

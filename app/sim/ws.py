@@ -2,7 +2,8 @@
 
 Combined connections get ``{"stream": ..., "data": ...}`` frames, raw ones the payload alone.
 Clients may also send Binance's ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` requests.
-Unknown stream names are accepted and stay silent, as on Binance.
+Unknown stream names are accepted and stay silent, as on Binance. ``/ws/<listenKey>`` (the active
+key) is the user-data stream instead (:mod:`app.sim.userstream`).
 
 Each connection runs two tasks: this handler sends (the only writer on the socket), a reader
 answers requests and notices the close. The stream faults act here: ``drop_after_s`` closes with
@@ -162,7 +163,11 @@ def ws_routes(state: SimState) -> list[BaseRoute]:
         await _serve(ws, _streams(ws.query_params.get("streams", "")), True, state)
 
     async def raw(ws: WebSocket) -> None:
-        await _serve(ws, _streams(ws.path_params.get("streams", "")), False, state)
+        spec = ws.path_params.get("streams", "")
+        if state.user_streams.is_key(spec):
+            await state.user_streams.serve(ws, spec)
+            return
+        await _serve(ws, _streams(spec), False, state)
 
     return [
         WebSocketRoute("/stream", combined, name="stream_combined"),

@@ -5,6 +5,8 @@ Append new migrations; never edit one that has shipped.
 
 from __future__ import annotations
 
+from app.models.shadow import SHADOW_MIGRATION
+
 # One file per ISO week (``market_<year>_<week>.db``). ``raw_blocks`` is the source of truth: the
 # frames exactly as received, with receive timestamps, zstd-compressed per writer batch (see
 # ``rawlog``). The other tables are derived from them for queries and can be rebuilt.
@@ -185,4 +187,6 @@ TRADING_MIGRATIONS: list[str] = [
         funding TEXT NOT NULL
     );
 """,
+    # Shadow runs: both models' signals and each one's paper PnL (see app/models/shadow.py).
+    SHADOW_MIGRATION,
 ]

@@ -29,6 +29,9 @@ def _counts(data_dir: Path) -> dict[str, int]:
     counts = dict.fromkeys((*TABLES, "frames"), 0)
     for path in _market_files(data_dir):
         conn = db.connect(path, readonly=True)
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            conn.close()  # just created: the writer has not migrated it yet
+            continue
         for table in TABLES:
             counts[table] += conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         counts["frames"] += conn.execute(

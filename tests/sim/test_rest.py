@@ -153,6 +153,10 @@ def test_fault_endpoint_rejects_bad_values(shared_sim: SimHandle) -> None:
         "stall_for_s": None,
         "malformed_every": 0,
         "pong_delay_s": 0.0,
+        "order_unknown_503": False,
+        "order_timeout_s": None,
+        "drop_user_stream": False,
+        "clock_offset_ms": 0,
     }
     for bad in ({"nope": 1}, {"malformed_every": -1}, {"drop_after_s": "x"}, {"stall": 3}):
         with pytest.raises(urllib.error.HTTPError) as info:

@@ -1,0 +1,93 @@
+"""The Starlette application, declared in one place: routes, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.admin import alerts
+from app.admin.gate import Gate
+from app.admin.render import make_templates
+from app.admin.security import SecurityHeaders
+from app.admin.state import Panel
+from app.admin.views import auth, dashboard, mode, models, pnl, settings, system
+
+
+class LifespanState(TypedDict):
+    panel: Panel
+
+
+def routes(panel: Panel) -> list[Route | Mount]:
+    return [
+        Route("/login", auth.login_page, methods=["GET"], name="login"),
+        Route("/login", auth.login_submit, methods=["POST"], name="login_submit"),
+        Route("/logout", auth.logout, methods=["POST"], name="logout"),
+        Route("/setup", auth.setup_page, methods=["GET"], name="setup"),
+        Route("/setup", auth.setup_submit, methods=["POST"], name="setup_submit"),
+        Route("/", dashboard.dashboard, name="dashboard"),
+        Route("/fragments/dashboard", dashboard.dashboard_fragment, name="dashboard_fragment"),
+        Route("/live/dashboard", dashboard.dashboard_stream, name="dashboard_stream"),
+        Route("/pnl", pnl.pnl_page, name="pnl"),
+        Route("/pnl/trades.csv", pnl.trades_csv, name="trades_csv"),
+        Route("/models", models.models_page, name="models"),
+        Route("/models/upload", models.upload, methods=["POST"], name="model_upload"),
+        Route("/models/{action}", models.model_action, methods=["POST"], name="model_action"),
+        Route("/mode", mode.mode_page, name="mode"),
+        Route("/mode/preflight", mode.preflight, methods=["POST"], name="mode_preflight"),
+        Route("/mode/live", mode.go_live, methods=["POST"], name="mode_live"),
+        Route("/mode/paper", mode.go_paper, methods=["POST"], name="mode_paper"),
+        Route("/mode/kill", mode.kill, methods=["POST"], name="mode_kill"),
+        Route("/mode/resume", mode.resume, methods=["POST"], name="mode_resume"),
+        Route("/mode/pause", mode.pause, methods=["POST"], name="mode_pause"),
+        Route("/settings", settings.settings_page, name="settings"),
+        Route("/settings/risk", settings.save_risk, methods=["POST"], name="settings_risk"),
+        Route(
+            "/settings/symbols", settings.save_symbols, methods=["POST"], name="settings_symbols"
+        ),
+        Route("/settings/keys", settings.save_keys, methods=["POST"], name="settings_keys"),
+        Route(
+            "/settings/webhook", settings.save_webhook, methods=["POST"], name="settings_webhook"
+        ),
+        Route(
+            "/settings/password",
+            settings.change_password,
+            methods=["POST"],
+            name="settings_password",
+        ),
+        Route("/system", system.system_page, name="system"),
+        Route("/system/backup", system.backup_now, methods=["POST"], name="system_backup"),
+        Route("/system/restore", system.restore_backup, methods=["POST"], name="system_restore"),
+        Route("/system/backups/{name}", system.download_backup, name="system_backup_download"),
+        Route("/sessions", system.sessions_page, name="sessions"),
+        Route("/sessions/revoke", system.revoke_session, methods=["POST"], name="sessions_revoke"),
+        Mount("/static", StaticFiles(directory=str(panel.cfg.web_dir / "static")), name="static"),
+    ]
+
+
+def create_app(panel: Panel) -> Starlette:
+    """The panel's ASGI app; ``panel`` becomes the lifespan state (``request.state.panel``)."""
+    panel.extra["templates"] = make_templates(panel.cfg)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(alerts.watch(panel, stop), name="alerts")
+        try:
+            yield {"panel": panel}
+        finally:
+            stop.set()
+            await watcher
+            panel.db.close()
+
+    return Starlette(
+        routes=routes(panel),
+        middleware=[Middleware(SecurityHeaders), Middleware(Gate)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,70 @@
+"""The dashboard: mode, engine state, equity and PnL, positions, orders, models, feeds, latency."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.admin import live
+from app.admin.control import Reply
+from app.admin.render import render
+from app.admin.state import panel_of
+
+
+def _latency(status: dict[str, Any]) -> Any:
+    for key in ("latency", "latency_us", "latency_ms", "decision_latency"):
+        if key in status:
+            return {key: status[key]}
+    return None
+
+
+async def dashboard_context(request: Request) -> dict[str, Any]:
+    """Everything the live part of the dashboard shows, fetched fresh."""
+    panel = panel_of(request)
+    status = await panel.engine.call("status")
+    health = await panel.engine.call("health") if status.reachable else Reply(False, error="")
+    reader = panel.reader
+    now = panel.clock.time_ns()
+    pnl, positions, orders, alarms = await asyncio.gather(
+        asyncio.to_thread(reader.pnl_summary, now),
+        asyncio.to_thread(reader.positions),
+        asyncio.to_thread(reader.open_orders),
+        asyncio.to_thread(reader.open_alarms),
+    )
+    st: dict[str, Any] = status.result if status.ok and isinstance(status.result, dict) else {}
+    streams: dict[str, Any] = {}
+    if health.ok and isinstance(health.result, dict):
+        streams = dict(health.result.get("streams", {}))
+    return {
+        "engine": status,
+        "st": st,
+        "health": health.result if health.ok else {},
+        "streams": streams,
+        "pnl": pnl,
+        "positions": positions,
+        "orders": orders,
+        "alarms": alarms,
+        "model": st.get("model") or st.get("models"),
+        "latency": _latency(st),
+        "now_ns": now,
+    }
+
+
+async def dashboard(request: Request) -> Response:
+    ctx = await dashboard_context(request)
+    request.state.engine_status = ctx["engine"]
+    return await render(request, "dashboard.html", ctx)
+
+
+async def dashboard_fragment(request: Request) -> Response:
+    """The live part alone (for clients without SSE, and the load benchmark)."""
+    ctx = await dashboard_context(request)
+    request.state.engine_status = ctx["engine"]
+    return await render(request, "_dashboard_live.html", ctx)
+
+
+async def dashboard_stream(request: Request) -> Response:
+    return live.stream(request, "dashboard", "_dashboard_live.html", dashboard_context)

@@ -1,0 +1,84 @@
+"""Mode: paper ↔ live behind guard rails (preflight checklist, typed confirmation, password),
+the kill switch (password) and resume/pause."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.admin.render import render
+from app.admin.views.common import check_password, command, form_dict
+
+CONFIRM_LIVE = "GO LIVE"
+
+
+async def mode_page(request: Request) -> Response:
+    return await render(request, "mode.html", {"outcome": None, "confirm_phrase": CONFIRM_LIVE})
+
+
+async def _outcome(request: Request, outcome: dict[str, Any], code: int = 200) -> Response:
+    return await render(request, "_outcome.html", {"outcome": outcome}, status_code=code)
+
+
+async def preflight(request: Request) -> Response:
+    reply = await command(request, "mode.preflight", {"mode": "live"})
+    return await render(
+        request, "_preflight.html", {"reply": reply}, status_code=200 if reply.ok else 422
+    )
+
+
+async def go_live(request: Request) -> Response:
+    form = await form_dict(request)
+    outcome: dict[str, Any] = {"action": "go live"}
+    if form.get("confirm", "").strip() != CONFIRM_LIVE:
+        outcome.update(ok=False, error=f"type {CONFIRM_LIVE} exactly to confirm")
+        return await _outcome(request, outcome, 400)
+    problem = await check_password(request, form.get("password", ""))
+    if problem:
+        outcome.update(ok=False, error=problem)
+        return await _outcome(request, outcome, 403)
+    check = await command(request, "mode.preflight", {"mode": "live"})
+    if not check.ok:
+        outcome.update(ok=False, error=f"preflight: {check.error}")
+        return await _outcome(request, outcome, 422)
+    reply = await command(request, "mode.set", {"mode": "live"})
+    outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
+    return await _outcome(request, outcome, 200 if reply.ok else 422)
+
+
+async def go_paper(request: Request) -> Response:
+    reply = await command(request, "mode.set", {"mode": "paper"})
+    outcome = {
+        "action": "back to paper",
+        "ok": reply.ok,
+        "error": reply.error,
+        "result": reply.result,
+    }
+    return await _outcome(request, outcome, 200 if reply.ok else 422)
+
+
+async def kill(request: Request) -> Response:
+    form = await form_dict(request)
+    outcome: dict[str, Any] = {"action": "kill switch"}
+    problem = await check_password(request, form.get("password", ""))
+    if problem:
+        outcome.update(ok=False, error=problem)
+        return await _outcome(request, outcome, 403)
+    reason = form.get("reason", "").strip()[:200] or "kill switch (panel)"
+    reply = await command(request, "kill", {"reason": reason})
+    outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
+    return await _outcome(request, outcome, 200 if reply.ok else 422)
+
+
+async def resume(request: Request) -> Response:
+    reply = await command(request, "resume")
+    outcome = {"action": "resume", "ok": reply.ok, "error": reply.error, "result": reply.result}
+    return await _outcome(request, outcome, 200 if reply.ok else 422)
+
+
+async def pause(request: Request) -> Response:
+    reply = await command(request, "pause")
+    outcome = {"action": "pause", "ok": reply.ok, "error": reply.error, "result": reply.result}
+    return await _outcome(request, outcome, 200 if reply.ok else 422)

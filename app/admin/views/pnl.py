@@ -1,0 +1,132 @@
+"""PnL: equity curve and daily PnL (SVG), fees and funding, the trades table with paging,
+filters and CSV export, all from the engine's own recorded data."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import UTC, date, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.admin import charts
+from app.admin.readers import DAY_NS, TradeFilter
+from app.admin.render import render, wants_fragment
+from app.admin.state import panel_of
+
+PAGE_SIZE = 50
+SIDES = ("BUY", "SELL")
+CSV_MAX_ROWS = 100_000
+
+
+def _day_ns(text: str) -> int:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return 0
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+def trade_filter(request: Request) -> tuple[TradeFilter, dict[str, str]]:
+    q = request.query_params
+    symbol = q.get("symbol", "").strip().lower()[:20]
+    side = q.get("side", "").upper()
+    side = side if side in SIDES else ""
+    since, until = q.get("since", "")[:10], q.get("until", "")[:10]
+    until_ns = _day_ns(until)
+    flt = TradeFilter(
+        symbol=symbol,
+        side=side,
+        since_ns=_day_ns(since),
+        until_ns=until_ns + DAY_NS if until_ns else 0,
+    )
+    return flt, {"symbol": symbol, "side": side, "since": since, "until": until}
+
+
+def _page(request: Request) -> int:
+    try:
+        return max(1, int(request.query_params.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+async def trades_context(request: Request) -> dict[str, Any]:
+    panel = panel_of(request)
+    flt, form = trade_filter(request)
+    page = _page(request)
+    rows, total = await asyncio.to_thread(
+        panel.reader.trades, flt, (page - 1) * PAGE_SIZE, PAGE_SIZE
+    )
+    pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+    query = "&".join(f"{k}={v}" for k, v in form.items() if v)
+    return {
+        "trades": rows,
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "filters": form,
+        "query": query,
+        "symbols": await asyncio.to_thread(panel.reader.symbols_traded),
+    }
+
+
+async def pnl_page(request: Request) -> Response:
+    panel = panel_of(request)
+    reader = panel.reader
+    if wants_fragment(request):
+        return await render(request, "_trades.html", await trades_context(request))
+    now = panel.clock.time_ns()
+    series, daily, summary, totals = await asyncio.gather(
+        asyncio.to_thread(reader.equity_series, 0, 600),
+        asyncio.to_thread(reader.daily_pnl, 30),
+        asyncio.to_thread(reader.pnl_summary, now),
+        asyncio.to_thread(reader.fee_funding_totals),
+    )
+    equity_svg = charts.line_chart("Equity curve (USDT)", [(p.ts_ns, p.equity) for p in series])
+    daily_svg = charts.bar_chart(
+        "Daily PnL (USDT)",
+        [(datetime.fromtimestamp(d * 86_400, UTC).strftime("%m-%d"), v) for d, v in daily],
+    )
+    ctx = {
+        "equity_svg": equity_svg,
+        "daily_svg": daily_svg,
+        "points": len(series),
+        "summary": summary,
+        "fees_total": totals[0],
+        "funding_total": totals[1],
+        "daily": daily,
+        **await trades_context(request),
+    }
+    return await render(request, "pnl.html", ctx)
+
+
+async def trades_csv(request: Request) -> Response:
+    panel = panel_of(request)
+    flt, _ = trade_filter(request)
+    rows, _ = await asyncio.to_thread(panel.reader.trades, flt, 0, CSV_MAX_ROWS)
+    out = io.StringIO()
+    names = [
+        "ts_ns",
+        "time_utc",
+        "client_id",
+        "symbol",
+        "side",
+        "price",
+        "qty",
+        "fee",
+        "liquidity",
+        "realized_pnl",
+    ]
+    writer = csv.DictWriter(out, fieldnames=names, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        when = datetime.fromtimestamp(row["ts_ns"] / 1e9, UTC).isoformat()
+        writer.writerow({**row, "time_utc": when})
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="trades.csv"'},
+    )

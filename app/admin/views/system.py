@@ -1,0 +1,84 @@
+"""System: CPU, memory, disk, temperature, uptime, services, clock, logs, backups (download,
+back up now, restore via the engine); and the login sessions (list, revoke) with the login audit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from app.admin import sysinfo
+from app.admin.render import render
+from app.admin.state import panel_of
+from app.admin.views.common import check_password, command, form_dict
+
+
+async def system_page(request: Request) -> Response:
+    panel = panel_of(request)
+    snap, backups, journal = await asyncio.gather(
+        asyncio.to_thread(sysinfo.snapshot, panel.cfg.data_dir),
+        asyncio.to_thread(sysinfo.backups, panel.cfg.backup_dir),
+        asyncio.to_thread(panel.reader.journal, 30),
+    )
+    ctx = {"sys": snap, "backups": backups, "journal": journal}
+    return await render(request, "system.html", ctx)
+
+
+def _backup_path(request: Request, name: str) -> Any:
+    panel = panel_of(request)
+    for backup in sysinfo.backups(panel.cfg.backup_dir):
+        if backup.name == name:  # only names the listing offers: no path tricks
+            return panel.cfg.backup_dir / backup.name
+    return None
+
+
+async def download_backup(request: Request) -> Response:
+    path = _backup_path(request, request.path_params["name"])
+    if path is None:
+        return Response("no such backup", 404)
+    return FileResponse(path, filename=path.name, media_type="application/zstd")
+
+
+async def backup_now(request: Request) -> Response:
+    reply = await command(request, "backup")
+    outcome = {"action": "backup", "ok": reply.ok, "error": reply.error, "result": reply.result}
+    return await render(
+        request, "_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
+    )
+
+
+async def restore_backup(request: Request) -> Response:
+    form = await form_dict(request)
+    outcome: dict[str, Any] = {"action": "restore"}
+    path = _backup_path(request, form.get("name", ""))
+    if path is None:
+        outcome.update(ok=False, error="no such backup")
+        return await render(request, "_outcome.html", {"outcome": outcome}, status_code=404)
+    problem = await check_password(request, form.get("password", ""))
+    if problem:
+        outcome.update(ok=False, error=problem)
+        return await render(request, "_outcome.html", {"outcome": outcome}, status_code=403)
+    reply = await command(request, "backup.restore", {"path": str(path)})
+    outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
+    return await render(
+        request, "_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
+    )
+
+
+async def sessions_page(request: Request) -> Response:
+    panel = panel_of(request)
+    ctx = {"sessions": panel.sessions.active(), "logins": panel.db.recent_logins(20)}
+    return await render(request, "sessions.html", ctx)
+
+
+async def revoke_session(request: Request) -> Response:
+    panel = panel_of(request)
+    form = await form_dict(request)
+    panel.sessions.revoke(form.get("id", ""))
+    if form.get("id") == request.state.session.id_hash:
+        response = Response(status_code=204)
+        response.headers["HX-Redirect"] = "/login"
+        return response
+    return await sessions_page(request)

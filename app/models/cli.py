@@ -1,0 +1,292 @@
+"""``appliance dataset``, ``appliance train``, ``appliance model ...`` and ``appliance backtest``.
+
+``model validate`` runs the sandboxed validator locally; the other ``model`` subcommands are the
+control channel's ``model.*`` commands sent to the running engine (journalled there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from app.errors import ConfigError
+from app.models.replay import DAY0_MS, Replayed, SimSeries, recording_events, sim_events
+
+_SIM_PREFIX = "sim:"
+_WARMUP_MS = 20 * 60_000  # the risk ATR (14 one-minute bars) and the windows warm up first
+
+
+def sim_source(series: SimSeries) -> str:
+    """A simulator series as a source string (kept in dataset sidecars and model metadata)."""
+    return (
+        f"{_SIM_PREFIX}symbols={','.join(series.symbols)};seed={series.seed};"
+        f"start_ms={series.start_ms};minutes={series.minutes}"
+    )
+
+
+def parse_sim(source: str) -> SimSeries:
+    fields = dict(kv.split("=", 1) for kv in source.removeprefix(_SIM_PREFIX).split(";"))
+    return SimSeries(
+        tuple(fields["symbols"].split(",")),
+        int(fields["seed"]),
+        int(fields["start_ms"]),
+        int(fields["minutes"]),
+    )
+
+
+def open_sources(sources: Sequence[str]) -> Iterator[Replayed]:
+    """Events of every source in turn (give recordings in time order: week files sort so)."""
+    for src in sources:
+        if src.startswith(_SIM_PREFIX):
+            yield from sim_events(parse_sim(src))
+        else:
+            path = Path(src)
+            if not path.exists():
+                raise ConfigError(f"recording {path} does not exist")
+            yield from recording_events(path)
+
+
+def _sources(ns: argparse.Namespace) -> list[str]:
+    if ns.replay:
+        return [str(p) for p in ns.replay]
+    symbols = tuple(s.strip().lower() for s in ns.sim_symbols.split(",") if s.strip())
+    return [
+        sim_source(
+            SimSeries(symbols, ns.sim_seed * 1000 + k, DAY0_MS + k * 6 * 3_600_000, ns.sim_minutes)
+        )
+        for k in range(ns.sim_segments)
+    ]
+
+
+def _source_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--replay", type=Path, nargs="+", help="recordings: .jsonl, .db, .db.zst")
+    p.add_argument("--sim-minutes", type=int, default=60, help="else: simulate this long")
+    p.add_argument("--sim-segments", type=int, default=1, help="segments k: seed*1000+k, 6 h apart")
+    p.add_argument("--sim-seed", type=int, default=1)
+    p.add_argument("--sim-symbols", default="btcusdt,ethusdt")
+
+
+# -- dataset -----------------------------------------------------------------------------------
+
+
+def _cmd_dataset(ns: argparse.Namespace) -> int:
+    from app.models.dataset import DEFAULT_FEATURES, DatasetSpec, build
+
+    spec = DatasetSpec(
+        features=tuple(ns.features.split(",")) if ns.features else DEFAULT_FEATURES,
+        bar_interval_s=ns.bar_interval_s,
+        horizon_bars=ns.horizon_bars,
+        threshold_bps=ns.threshold_bps,
+        take_profit_bps=ns.take_profit_bps,
+        stop_loss_bps=ns.stop_loss_bps,
+        max_gap_s=ns.max_gap_s,
+    )
+    summary = build([(src, open_sources([src])) for src in _sources(ns)], spec, ns.out)
+    json.dump(summary, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+# -- train -------------------------------------------------------------------------------------
+
+
+def _default_model(ns: argparse.Namespace) -> int:
+    script = Path(__file__).resolve().parents[2] / "models" / "make_default.py"
+    spec = importlib.util.spec_from_file_location("make_default", script)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{script} not found: --default needs a working copy")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_default"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    args = ["--seed", str(ns.seed)]
+    if ns.out is not None:
+        args += ["--out", str(ns.out)]
+    if ns.segment_minutes is not None:
+        args += ["--segment-minutes", str(ns.segment_minutes)]
+    code: int = module.main(args)
+    return code
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    if ns.default:
+        return _default_model(ns)
+    if ns.data is None or ns.out is None:
+        raise ConfigError("appliance train needs --data DATASET and --out MODEL (or --default)")
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("training needs torch: pip install 'appliance[train]'") from exc
+    from app.engine.inference import load_model
+    from app.models.dataset import read
+    from app.models.train import TrainConfig, train
+
+    spec, parts, meta = read(ns.data)
+    cfg = TrainConfig(
+        arch=ns.arch,
+        window=ns.window,
+        label=ns.label,
+        hidden=ns.hidden,
+        epochs=ns.epochs,
+        seed=ns.seed,
+        walk_forward=ns.walk_forward,
+        int8=ns.int8,
+    )
+    result = train(cfg, spec, parts, meta)
+    tmp = ns.out.with_name(ns.out.name + ".tmp")
+    tmp.write_bytes(result.model)
+    model = load_model(tmp)  # the engine's own checks, golden vectors included
+    tmp.replace(ns.out)
+    figures = dict(result.figures)
+    if not ns.no_backtest:
+        start, end = result.test_range_ms
+        events = (
+            e
+            for e in open_sources(meta["sources"])
+            if start - _WARMUP_MS <= e[0] // 1_000_000 <= end
+        )
+        figures["backtest_test_period"] = _backtest(model, events, ns).as_dict()
+    print(json.dumps({"model": str(ns.out), "sha256": model.sha256, **figures}, indent=1))
+    return 0
+
+
+# -- backtest ------------------------------------------------------------------------------------
+
+
+def _backtest(model: Any, events: Iterator[Replayed], ns: argparse.Namespace) -> Any:
+    from app.models.backtest import run_backtest
+    from app.models.replay import (
+        ReplayBooks,
+        load_depth_snapshots,
+        recorded_filters,
+        sim_filters,
+    )
+
+    first = list(itertools.islice(events, 5000))
+    symbols = tuple(sorted({ev.symbol for _, _, ev in first}))
+    if getattr(ns, "exchange_info", None):
+        filters = recorded_filters(ns.exchange_info)
+    else:
+        filters = sim_filters(s.lower() for s in symbols)
+    snapshots = load_depth_snapshots(ns.snapshots) if getattr(ns, "snapshots", None) else {}
+    return run_backtest(
+        model, itertools.chain(first, events), filters, symbols, ReplayBooks(snapshots)
+    )
+
+
+def _cmd_backtest(ns: argparse.Namespace) -> int:
+    from app.engine.inference import load_model
+    from app.models.backtest import format_result
+
+    model = load_model(ns.model)
+    result = _backtest(model, open_sources(_sources(ns)), ns)
+    if ns.json:
+        print(json.dumps(result.as_dict(), indent=1))
+    else:
+        print(format_result(result))
+    return 0
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+
+def _cmd_validate(ns: argparse.Namespace) -> int:
+    from app.models.validate import ValidationLimits, format_report, validate
+
+    limits = ValidationLimits(max_bytes=ns.max_bytes, baseline=ns.baseline)
+    report = validate(ns.file, limits)
+    if ns.json:
+        print(json.dumps(report.as_dict(), indent=1))
+    else:
+        print(format_report(report, ns.file))
+    return 0 if report.ok else 1
+
+
+def _cmd_model_ctl(ns: argparse.Namespace) -> int:
+    from app import config as config_mod
+    from app import ctl
+
+    cfg = config_mod.load(ns.data_dir.resolve(), ns.config, None)
+    args: dict[str, Any] = {}
+    if ns.action == "add":
+        args["path"] = str(Path(ns.ref).resolve())
+    elif ns.action in ("activate", "delete"):
+        args["sha256"] = ns.ref
+    elif ns.action == "shadow":
+        args["sha256"] = None if ns.ref in (None, "stop", "none") else ns.ref
+    reply = ctl.request(cfg.control_socket, f"model.{ns.action}", args, actor=ns.actor)
+    result = reply.get("result")
+    if reply.get("ok") and isinstance(result, dict) and "job" in result:
+        state = ctl.wait_job(cfg.control_socket, result["job"], actor=ns.actor)
+        reply = {"ok": state["state"] == "done", "result": state}
+    print(json.dumps(reply.get("result") if reply.get("ok") else reply, indent=1, default=str))
+    return 0 if reply.get("ok") else 1
+
+
+def register(sub: Any) -> None:
+    """Add ``dataset``, ``train``, ``model`` and ``backtest`` to the ``appliance`` parser."""
+    from app.models.validate import ValidationLimits
+
+    p = sub.add_parser("dataset", help="recordings or a simulator series -> labelled feature rows")
+    _source_flags(p)
+    p.add_argument("--out", type=Path, required=True, help=".csv (or .parquet with pyarrow)")
+    p.add_argument("--features", help="comma-separated catalogue names (default: the default's)")
+    p.add_argument("--bar-interval-s", type=int, default=1)
+    p.add_argument("--horizon-bars", type=int, default=120)
+    p.add_argument("--threshold-bps", type=float, default=5.0)
+    p.add_argument("--take-profit-bps", type=float, default=10.0)
+    p.add_argument("--stop-loss-bps", type=float, default=10.0)
+    p.add_argument("--max-gap-s", type=float, default=5.0)
+    p.set_defaults(func=_cmd_dataset)
+
+    p = sub.add_parser("train", help="train an MLP or GRU (needs torch), or --default")
+    p.add_argument("--default", action="store_true", help="regenerate models/default.onnx")
+    p.add_argument("--segment-minutes", type=int, default=None, help="with --default")
+    p.add_argument("--data", type=Path, help="a dataset written by appliance dataset")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--arch", choices=("mlp", "gru"), default="mlp")
+    p.add_argument("--label", choices=("horizon", "triple"), default="horizon")
+    p.add_argument("--window", type=int, default=16)
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--walk-forward", type=int, default=3, help="folds (0: none)")
+    p.add_argument("--int8", action="store_true", help="try int8; kept only if faster")
+    p.add_argument("--no-backtest", action="store_true", help="skip the test-period backtest")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("backtest", help="the decision loop over a recording, paper execution")
+    p.add_argument("--model", type=Path, required=True)
+    _source_flags(p)
+    p.add_argument("--snapshots", type=Path, help="REST depth snapshots (diff-depth recordings)")
+    p.add_argument("--exchange-info", type=Path, help="recorded exchangeInfo (else the sim's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_backtest)
+
+    p = sub.add_parser("model", help="validate model files; manage the engine's model store")
+    msub = p.add_subparsers(dest="action", required=True)
+    v = msub.add_parser("validate", help="check a file in a sandboxed process")
+    v.add_argument("file", type=Path)
+    v.add_argument("--json", action="store_true")
+    v.add_argument("--max-bytes", type=int, default=ValidationLimits().max_bytes)
+    v.add_argument("--baseline", type=Path, default=ValidationLimits().baseline)
+    v.set_defaults(func=_cmd_validate)
+    for action, ref_help in (
+        ("list", None),
+        ("add", "model file"),
+        ("activate", "sha256 (or a unique prefix)"),
+        ("shadow", "sha256, or 'stop'"),
+        ("promote", None),
+        ("rollback", None),
+        ("delete", "sha256"),
+    ):
+        a = msub.add_parser(action, help=f"model.{action} on the running engine")
+        if ref_help is not None:
+            a.add_argument("ref", nargs="?" if action == "shadow" else None, help=ref_help)
+        a.add_argument("--actor", default="", help="who is asking (journalled)")
+        a.set_defaults(func=_cmd_model_ctl)

@@ -1,0 +1,123 @@
+"""A paper-only copy of the decision loop: the engine's own :class:`Trader`, risk gate and paper
+exchange, with an in-memory account that nothing outside can see or trade.
+
+Backtests run one over a recording; shadow mode runs two beside the live trader (the candidate and
+a mirror of the active model), so both are judged by the same code and from the same start.
+Nothing here writes to the trading database: its orders exist only inside its own
+:class:`PaperExchange`, and the :class:`Tally` keeps the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from app.clock import Clock
+from app.config import PaperConfig, RiskConfig
+from app.engine.book import OrderBook
+from app.engine.events import Event
+from app.engine.inference import InferenceSlot, LoadedModel
+from app.engine.orders import ClientOrderIds
+from app.engine.paper import ExecutionReport, PaperExchange
+from app.engine.portfolio import EquityPoint, FundingPayment, Portfolio
+from app.engine.rest import SymbolFilters
+from app.engine.risk import RiskGate
+from app.engine.trader import Signal, Trader
+
+ZERO = Decimal(0)
+# Client order ids of a sandbox start with this boot number, so they can never collide with (or
+# be mistaken for) the live engine's, whose boots count up from 1.
+SANDBOX_BOOT = 999_999
+
+
+@dataclass
+class Tally:
+    """What a sandbox's paper exchange reported: orders, fills, fees, funding, closed trades and
+    the equity curve. Also feeds the sandbox's gate, as the engine's journal feeds the real one."""
+
+    gate: RiskGate | None = None
+    orders: int = 0
+    fills: int = 0
+    fees: Decimal = ZERO
+    funding: Decimal = ZERO
+    trades: int = 0
+    wins: int = 0
+    trade_pnl: list[Decimal] = field(default_factory=list)
+    equity: list[EquityPoint] = field(default_factory=list)
+    model_versions: set[str] = field(default_factory=set)
+    order_ids: set[str] = field(default_factory=set)
+
+    def on_report(self, report: ExecutionReport) -> None:
+        order = report.update.order
+        if order.client_id not in self.order_ids:
+            self.order_ids.add(order.client_id)
+            self.orders += 1
+            self.model_versions.add(order.model_version)
+        for f in report.fills:
+            self.fills += 1
+            self.fees += f.fee
+        for r in report.results:
+            if r.closed is not None:
+                self.trades += 1
+                self.trade_pnl.append(r.closed.pnl)
+                if r.closed.pnl > 0:
+                    self.wins += 1
+                if self.gate is not None:
+                    self.gate.on_trade_closed(r.closed)
+
+    def on_funding(self, payment: FundingPayment) -> None:
+        self.funding += payment.amount
+
+    def on_equity(self, point: EquityPoint) -> None:
+        self.equity.append(point)
+        if self.gate is not None:
+            self.gate.on_equity(point.ts_ns, point.equity)
+
+
+@dataclass
+class Sandbox:
+    """One model's private decision loop and paper account."""
+
+    trader: Trader
+    exchange: PaperExchange
+    gate: RiskGate
+    slot: InferenceSlot
+    tally: Tally
+    model: LoadedModel
+
+    def on_event(self, ts_recv_ns: int, ev: Event) -> Signal | None:
+        """Feed one event; the decision it led to, if a bar closed and the model decided."""
+        stats = self.trader.stats
+        before = stats.decisions
+        self.trader.on_event(ts_recv_ns, ev)
+        if stats.decisions == before:
+            return None
+        return self.trader.last_signal(ev.symbol)
+
+
+def make_sandbox(
+    model: LoadedModel,
+    symbols: tuple[str, ...],
+    clock: Clock,
+    filters: Mapping[str, SymbolFilters],
+    books: Mapping[str, OrderBook],
+    paper: PaperConfig | None = None,
+    risk: RiskConfig | None = None,
+    allowed: Callable[[], bool] = lambda: True,
+) -> Sandbox:
+    """A fresh sandbox for ``model`` on ``symbols`` (books are read, never changed)."""
+    gate = RiskGate(risk or RiskConfig(), clock, ClientOrderIds(SANDBOX_BOOT))
+    tally = Tally(gate)
+    paper = paper or PaperConfig()
+    exchange = PaperExchange(
+        paper, clock, gate, Portfolio(paper.initial_balance), filters, listener=tally
+    )
+    slot = InferenceSlot(model, symbols=symbols)
+    trader = Trader(symbols, clock, slot, gate, exchange, filters, books, allowed)
+    return Sandbox(trader, exchange, gate, slot, tally, model)
+
+
+def adopt_risk(target: Trader, source: Trader) -> None:
+    """Start ``target``'s 1-minute ATR from ``source``'s (see :meth:`Trader.adopt_risk`)."""
+    target.adopt_risk(source)

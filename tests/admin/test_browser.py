@@ -1,0 +1,309 @@
+"""Browser tests: Playwright drives Debian's Chromium against the real panel, with the real
+engine and simulator behind it. Screenshots of each page go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app import ctl
+from app.store import db
+from tests.integration.engineproc import running_engine, wait_for
+from tests.simproc import running_sim
+
+from .panelproc import PASSWORD, PanelHandle, running_panel, set_password
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip("no /usr/bin/chromium (run .ci/install-browser.sh)", allow_module_level=True)
+
+# Chromium must not try the network (it stalls here): no QUIC, no background fetches.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Simulator, engine and panel processes sharing one data directory (no password yet)."""
+    root = tmp_path_factory.mktemp("stack")
+    data = root / "data"
+    with running_sim("--seed", "7", "--funding-interval-s", "60") as sim:
+        with running_engine(data, sim.rest_url, sim.ws_url, log=root / "engine.log") as engine:
+            with running_panel(data, log=root / "panel.log") as panel:
+                yield {"sim": sim, "engine": engine, "panel": panel, "data": data, "root": root}
+
+
+@pytest.fixture(scope="module")
+def browser(stack: dict[str, Any]) -> Iterator[Any]:
+    with playwright_api.sync_playwright() as pw:
+        instance = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 360, "height": 780})
+    context.set_default_timeout(20_000)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.csp_errors = errors
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def ensure_password(stack: dict[str, Any]) -> None:
+    if not (stack["data"] / "secrets" / "admin-password.hash").exists():
+        set_password(stack["data"])
+
+
+def log_in(page: Any, panel: PanelHandle, password: str = PASSWORD) -> None:
+    page.goto(panel.base_url + "/login")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def no_csp_violations(page: Any) -> None:
+    violations = [e for e in page.csp_errors if "Content Security Policy" in e]
+    assert not violations, violations
+
+
+def test_set_up_with_the_one_time_code(stack: dict[str, Any], page: Any) -> None:
+    panel: PanelHandle = stack["panel"]
+    page.goto(panel.base_url + "/")
+    assert page.url.endswith("/setup")
+    shot(page, "setup")
+    page.get_by_label("Set-up code").fill(panel.setup_code())
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_label("Repeat the password").fill(PASSWORD)
+    page.get_by_role("button", name="Set password").click()
+    page.wait_for_url(panel.base_url + "/")
+    assert page.locator("h1").inner_text() == "Dashboard"
+    no_csp_violations(page)
+
+
+def test_wrong_password_shows_an_error(stack: dict[str, Any], page: Any) -> None:
+    ensure_password(stack)
+    log_in(page, stack["panel"], "this is not it")
+    error = page.locator("#login-error")
+    error.wait_for()
+    assert "Wrong password" in error.inner_text()
+    shot(page, "login-wrong-password")
+
+
+def test_dashboard_shows_engine_state_and_feed_health(stack: dict[str, Any], page: Any) -> None:
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    log_in(page, panel)
+    page.wait_for_url(panel.base_url + "/")
+    state = page.locator("#engine-state")
+    assert state.inner_text().startswith(("running", "paused", "halted"))
+    page.locator("#feeds tbody tr").first.wait_for()
+    feeds = page.locator("#feeds").inner_text()
+    assert "btcusdt@aggTrade" in feeds and "ethusdt@markPrice@1s" in feeds
+    # Live values move without a reload (SSE): the message count changes.
+    before = int(page.locator("#messages").inner_text())
+    page.wait_for_function(
+        "n => Number(document.querySelector('#messages').textContent) > n", arg=before
+    )
+    shot(page, "dashboard")
+    no_csp_violations(page)
+
+
+def test_kill_switch_with_password_and_resume(stack: dict[str, Any], page: Any) -> None:
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    sock = stack["data"] / "control.sock"
+    log_in(page, panel)
+    page.goto(panel.base_url + "/mode")
+    page.get_by_label("Reason").fill("browser test")
+    page.locator("#kill-password").fill("wrong password")
+    page.get_by_role("button", name="Kill").click()
+    page.locator("#mode-outcome .failed").wait_for()
+    assert "wrong password" in page.locator("#mode-outcome").inner_text()
+    assert ctl.request(sock, "status")["result"]["state"] != "halted"
+    page.locator("#kill-password").fill(PASSWORD)
+    page.get_by_role("button", name="Kill").click()
+    page.locator("#mode-outcome .ok").wait_for()
+    assert "halted" in page.locator("#mode-outcome").inner_text()
+    status = ctl.request(sock, "status")["result"]
+    assert status["state"] == "halted" and status["halt_reason"] == "browser test"
+    shot(page, "mode-killed")
+    page.goto(panel.base_url + "/")
+    assert page.locator("#engine-state").inner_text().startswith("halted")
+    page.goto(panel.base_url + "/mode")
+    page.get_by_role("button", name="Resume").click()
+    page.locator("#mode-outcome .ok").wait_for()
+    assert ctl.request(sock, "status")["result"]["state"] == "running"
+    journal = ctl.request(sock, "journal", {"limit": 10})["result"]
+    kills = [j for j in journal if j["cmd"] == "kill"]
+    assert kills and kills[0]["actor"].startswith("panel:admin@127.0.0.1")
+
+
+def _equity_points(data: Path) -> int:
+    conn = db.connect(data / "trading.db", readonly=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM equity").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _has_equity_table(data: Path) -> bool:
+    conn = db.connect(data / "trading.db", readonly=True)
+    try:
+        return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'equity'").fetchone())
+    finally:
+        conn.close()
+
+
+def test_pnl_page_shows_the_engines_equity_curve(stack: dict[str, Any], page: Any) -> None:
+    ensure_password(stack)
+    data: Path = stack["data"]
+    if not _has_equity_table(data):
+        pytest.skip("this engine does not create the equity table yet (decision loop not wired)")
+    try:
+        wait_for(
+            "equity points",
+            lambda: _equity_points(data) >= 2,
+            60,
+            stack["engine"],
+            stack["root"] / "engine.log",
+        )
+    except AssertionError:
+        # Seed through the engine's own persistence code (the test writes, never the panel).
+        from app.engine.portfolio import EquityPoint, append_equity
+
+        conn = db.connect(data / "trading.db", synchronous="FULL")
+        base = 1_700_000_000_000_000_000
+        points = [
+            EquityPoint(
+                base + i * 60_000_000_000,
+                Decimal("10000") + Decimal(i * 3 - (i % 4) * 5),
+                Decimal(i),
+                Decimal(0),
+                Decimal("0.5"),
+                Decimal(0),
+            )
+            for i in range(30)
+        ]
+        append_equity(conn, points)
+        conn.close()
+    panel: PanelHandle = stack["panel"]
+    log_in(page, panel)
+    page.goto(panel.base_url + "/pnl")
+    chart = page.locator("#equity-chart svg polyline")
+    chart.wait_for(state="attached")  # a flat line has no height: "hidden" to Playwright
+    assert len(chart.get_attribute("points").split()) >= 2
+    shot(page, "pnl")
+    no_csp_violations(page)
+
+
+@pytest.mark.parametrize("path", ["/models", "/settings", "/system", "/sessions", "/mode"])
+def test_every_page_renders_on_a_phone(stack: dict[str, Any], page: Any, path: str) -> None:
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    log_in(page, panel)
+    page.goto(panel.base_url + path)
+    assert page.locator("h1").is_visible()
+    # Nothing wider than the 360 px screen except inside the scrolling table wrappers.
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    assert overflow <= 360, overflow
+    unlabeled = page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select')]
+              .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+              .map(e => e.name)"""
+    )
+    assert unlabeled == []
+    shot(page, path.strip("/"))
+    no_csp_violations(page)
+
+
+def _engine_has(stack: dict[str, Any], command: str) -> bool:
+    reply = ctl.request(stack["data"] / "control.sock", "help")
+    return command in reply.get("result", {})
+
+
+def test_model_upload_shows_the_engines_answer(stack: dict[str, Any], page: Any) -> None:
+    """Until the engine has ``model.add`` its refusal is what the page must show."""
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    log_in(page, panel)
+    page.goto(panel.base_url + "/models")
+    model = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+    page.get_by_label("Model file").set_input_files(str(model))
+    page.get_by_role("button", name="Upload and validate").click()
+    outcome = page.locator("#model-outcome .outcome")
+    outcome.wait_for()
+    text = outcome.inner_text()
+    if _engine_has(stack, "model.add"):
+        assert "accepted" in text, text
+    else:
+        assert "unknown command 'model.add'" in text
+    shot(page, "models-upload")
+
+
+def test_model_shadow_and_promote(stack: dict[str, Any], page: Any) -> None:
+    if not (_engine_has(stack, "model.add") and _engine_has(stack, "model.promote")):
+        pytest.skip("the engine has no model.add/model.shadow/model.promote yet")
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    log_in(page, panel)
+    page.goto(panel.base_url + "/models")
+    model = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+    page.get_by_label("Model file").set_input_files(str(model))
+    page.get_by_role("button", name="Upload and validate").click()
+    page.locator("#model-outcome .ok").wait_for()
+    page.reload()
+    page.get_by_role("button", name="shadow").first.click()
+    page.locator("#model-outcome .ok").wait_for()
+    page.get_by_role("button", name="promote").first.click()
+    page.locator("#model-outcome .ok").wait_for()
+
+
+def test_go_live_guard_rails(stack: dict[str, Any], page: Any) -> None:
+    if not (_engine_has(stack, "mode.preflight") and _engine_has(stack, "mode.set")):
+        pytest.skip("the engine has no mode.preflight/mode.set yet")
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    log_in(page, panel)
+    page.goto(panel.base_url + "/mode")
+    page.get_by_role("button", name="Run the preflight checklist").click()
+    page.locator("#preflight-result").wait_for()
+    page.locator("#live-confirm").fill("go live")  # not the exact phrase
+    page.locator("#live-password").fill(PASSWORD)
+    page.get_by_role("button", name="Go live").click()
+    page.locator("#mode-outcome .failed").wait_for()
+    assert "exactly" in page.locator("#mode-outcome").inner_text()
+    # Against the simulator with no keys the preflight must refuse live mode.
+    page.locator("#live-confirm").fill("GO LIVE")
+    page.get_by_role("button", name="Go live").click()
+    page.locator("#mode-outcome .outcome").wait_for()
+    assert ctl.request(stack["data"] / "control.sock", "status")["result"]["mode"] == "paper"

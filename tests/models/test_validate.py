@@ -1,0 +1,183 @@
+"""The validator: the default model passes; each broken file is refused with its own reason, a
+non-zero exit, and the store's active model untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.clock import ManualClock
+from app.engine.inference import InferenceSlot, load_model
+from app.engine.model_contract import Golden, GoldenCase, Layout, ModelContract, to_metadata
+from app.errors import ModelError
+from app.models.commands import model_commands
+from app.models.onnxproto import read_header, with_metadata
+from app.models.store import ModelStore
+from app.models.validate import ValidationLimits, validate, validate_async
+
+onnx = pytest.importorskip("onnx", reason="building broken models needs the onnx package")
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ROOT / "models" / "default.onnx"
+BACKEND = Path(onnx.__file__).parent / "backend" / "test" / "data"
+
+
+def _contract(inp: str, out: str, window: int, n_feat: int) -> dict[str, str]:
+    features = ("logret_1", "rsi_14", "obi_5", "spread_bps", "tod_sin")[:n_feat]
+    zeros = tuple(tuple(0.0 for _ in features) for _ in range(window))
+    c = ModelContract(
+        schema_version=1, model_version="backend", features=features, window=window,
+        bar_interval_s=1, layout=Layout.WINDOW, input_name=inp, output_name=out, scaler=None,
+        output="prob_up", long_threshold=0.6, short_threshold=0.4, horizon_bars=10,
+        label="x", training_range="none", golden=Golden(1e-5, (GoldenCase(zeros, 0.5),)),
+    )  # fmt: skip
+    return to_metadata(c)
+
+
+def _backend(rel: str, inp: str, out: str, window: int, n_feat: int) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        data = (BACKEND / rel / "model.onnx").read_bytes()
+        path = tmp / (rel.replace("/", "_") + ".onnx")
+        path.write_bytes(with_metadata(data, _contract(inp, out, window, n_feat)))
+        return path
+
+    return make
+
+
+def _random(tmp: Path) -> Path:
+    path = tmp / "random.onnx"
+    path.write_bytes(os.urandom(5000))
+    return path
+
+
+def _truncated(tmp: Path) -> Path:
+    path = tmp / "truncated.onnx"
+    data = DEFAULT.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _opset(tmp: Path) -> Path:
+    m = onnx.load(str(BACKEND / "simple" / "test_single_relu_model" / "model.onnx"))
+    m.opset_import[0].version = 99
+    path = tmp / "opset99.onnx"
+    path.write_bytes(with_metadata(m.SerializeToString(), _contract("x", "y", 1, 2)))
+    return path
+
+
+def _double(tmp: Path) -> Path:
+    """The backend's Sign model with its tensors made float64 (Sign accepts any number type)."""
+    m = onnx.load(str(BACKEND / "simple" / "test_sign_model" / "model.onnx"))
+    for v in (*m.graph.input, *m.graph.output):
+        v.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    path = tmp / "double.onnx"
+    path.write_bytes(with_metadata(m.SerializeToString(), _contract("x", "y", 7, 1)))
+    return path
+
+
+def _meta_changed(name: str, change: Callable[[dict[str, str]], None]) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        data = DEFAULT.read_bytes()
+        meta = dict(read_header(data).metadata)
+        change(meta)
+        path = tmp / f"{name}.onnx"
+        path.write_bytes(with_metadata(data, meta))
+        return path
+
+    return make
+
+
+def _bad_golden(meta: dict[str, str]) -> None:
+    g = json.loads(meta["golden"])
+    g["cases"][0]["output"] = min(1.0, g["cases"][0]["output"] + 0.25)
+    meta["golden"] = json.dumps(g)
+
+
+def _bad_feature(meta: dict[str, str]) -> None:
+    names = json.loads(meta["features"])
+    names[2] = "rsi_wobble"
+    meta["features"] = json.dumps(names)
+
+
+BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "random bytes": (_random, "not an ONNX model"),
+    "truncated": (_truncated, "truncated or corrupt"),
+    "wrong input shape": (
+        _backend("pytorch-converted/test_Sigmoid", "0", "1", 4, 5),
+        "input shape mismatch",
+    ),
+    "wrong dtype": (_double, "input dtype mismatch"),
+    "two inputs": (_backend("simple/test_expand_shape_model1", "X", "Y", 3, 1), "2 inputs"),
+    "opset": (_opset, "unsupported opset"),
+    "golden mismatch": (_meta_changed("golden", _bad_golden), "golden mismatch"),
+    "unknown feature": (_meta_changed("feature", _bad_feature), "unknown feature name"),
+}
+
+
+def test_default_model_validates() -> None:
+    report = validate(DEFAULT)
+    assert report.ok, report.problems
+    assert report.model is not None and report.model["sha256"] == load_model(DEFAULT).sha256
+    assert report.latency_us is not None and report.baseline_us is not None
+    assert report.budget_us is not None and report.latency_us <= report.budget_us
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_cli_refuses_with_its_reason(case: str, tmp_path: Path) -> None:
+    make, reason = BAD[case]
+    path = make(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "model", "validate", str(path), "--json"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert not report["ok"]
+    assert any(reason in p for p in report["problems"]), report["problems"]
+
+
+def test_size_limit_checked_first(tmp_path: Path) -> None:
+    big = tmp_path / "big.onnx"
+    big.write_bytes(DEFAULT.read_bytes() + b"\0" * 2000)  # a valid prefix does not matter
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "model", "validate", str(big), "--json",
+         "--max-bytes", "16000"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["problems"] == [
+        f"file too large: {big.stat().st_size} bytes > limit 16000 bytes (0.0152588 MiB)"
+    ]
+
+
+def test_wall_clock_limit(tmp_path: Path) -> None:
+    report = validate(DEFAULT, ValidationLimits(wall_s=0.01))
+    assert not report.ok and "wall-clock limit" in report.problems[0]
+
+
+async def test_model_add_refusals_leave_the_active_model(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models", ManualClock())
+    active = load_model(DEFAULT)
+    store.ensure_active(DEFAULT, active.contract.model_version)
+    slot = InferenceSlot(active)
+    add = model_commands(store, slot)["model.add"]
+    assert add.slow
+    for case, (make, reason) in sorted(BAD.items()):
+        path = make(tmp_path)
+        with pytest.raises(ModelError) as err:
+            await add.handler({"path": str(path)})
+        assert any(reason in p for p in err.value.problems), (case, err.value.problems)
+        assert store.state.active == active.sha256
+        assert slot.model is active
+        assert list(store.state.models) == [active.sha256]
+
+
+async def test_validate_async_matches_blocking() -> None:
+    report = await validate_async(DEFAULT)
+    assert report.ok and report.model is not None
