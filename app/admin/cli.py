@@ -71,6 +71,9 @@ def serve(cfg: AdminConfig) -> int:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=3,
+        # The panel pushes with SSE, not WebSockets; "auto" would load websockets' deprecated
+        # legacy server on the uvicorn Debian trixie ships.
+        ws="none",
         **ssl_kwargs,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)

@@ -137,6 +137,10 @@ async def receive_upload(
             state["file"].close()
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
+        # Stopped reading early: close the body stream now rather than leave it to the collector.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
         raise
     if not state["found"]:
         raise UploadError("no file in the upload (field 'model')")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,8 +37,10 @@ def cfg(tmp_path: Path) -> AdminConfig:
 
 
 @pytest.fixture
-def pdb(cfg: AdminConfig) -> PanelDb:
-    return PanelDb(cfg.panel_db)
+def pdb(cfg: AdminConfig) -> Iterator[PanelDb]:
+    panel_db = PanelDb(cfg.panel_db)
+    yield panel_db
+    panel_db.close()
 
 
 def test_throttle_grows_caps_and_forgets(cfg: AdminConfig, pdb: PanelDb) -> None:

@@ -90,6 +90,7 @@ def test_paper_trades_when_the_model_signals(sim, tmp_path: Path) -> None:  # ty
     fills = conn.execute("SELECT side, qty, price, fee FROM fills ORDER BY rowid").fetchall()
     assert len(fills) >= 2 and fills[0][0] == "BUY" and fills[-1][0] == "SELL"
     purposes = [r[0] for r in conn.execute("SELECT purpose FROM orders ORDER BY rowid")]
+    conn.close()
     assert purposes[0] == "entry" and purposes[-1] == "kill"
     # The kill switch survives a restart.
     with running_engine(data, sim.rest_url, sim.ws_url, *args, log=log):

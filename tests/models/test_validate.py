@@ -28,6 +28,15 @@ DEFAULT = ROOT / "models" / "default.onnx"
 BACKEND = Path(onnx.__file__).parent / "backend" / "test" / "data"
 
 
+def _backend_model(rel: str) -> Path:
+    """One of onnx's own backend test models (the pip wheel ships them; Debian's package does
+    not, so on trixie's packages these cases skip, saying so)."""
+    path = BACKEND / rel / "model.onnx"
+    if not path.exists():
+        pytest.skip(f"this onnx install has no backend test model {rel} (Debian strips them)")
+    return path
+
+
 def _contract(inp: str, out: str, window: int, n_feat: int) -> dict[str, str]:
     features = ("logret_1", "rsi_14", "obi_5", "spread_bps", "tod_sin")[:n_feat]
     zeros = tuple(tuple(0.0 for _ in features) for _ in range(window))
@@ -42,7 +51,7 @@ def _contract(inp: str, out: str, window: int, n_feat: int) -> dict[str, str]:
 
 def _backend(rel: str, inp: str, out: str, window: int, n_feat: int) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
-        data = (BACKEND / rel / "model.onnx").read_bytes()
+        data = _backend_model(rel).read_bytes()
         path = tmp / (rel.replace("/", "_") + ".onnx")
         path.write_bytes(with_metadata(data, _contract(inp, out, window, n_feat)))
         return path
@@ -64,7 +73,7 @@ def _truncated(tmp: Path) -> Path:
 
 
 def _opset(tmp: Path) -> Path:
-    m = onnx.load(str(BACKEND / "simple" / "test_single_relu_model" / "model.onnx"))
+    m = onnx.load(str(_backend_model("simple/test_single_relu_model")))
     m.opset_import[0].version = 99
     path = tmp / "opset99.onnx"
     path.write_bytes(with_metadata(m.SerializeToString(), _contract("x", "y", 1, 2)))
@@ -73,7 +82,7 @@ def _opset(tmp: Path) -> Path:
 
 def _double(tmp: Path) -> Path:
     """The backend's Sign model with its tensors made float64 (Sign accepts any number type)."""
-    m = onnx.load(str(BACKEND / "simple" / "test_sign_model" / "model.onnx"))
+    m = onnx.load(str(_backend_model("simple/test_sign_model")))
     for v in (*m.graph.input, *m.graph.output):
         v.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
     path = tmp / "double.onnx"

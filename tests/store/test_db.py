@@ -20,6 +20,7 @@ def test_migrations_apply_once_and_refuse_newer(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="newer"):
         db.migrate(conn, schema.TRADING_MIGRATIONS)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
 
 
 def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
@@ -29,6 +30,7 @@ def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
         db.migrate(conn, broken)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(schema.TRADING_MIGRATIONS)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'a'").fetchone() is None
+    conn.close()
 
 
 def test_trading_backup_is_verified_and_restorable(tmp_path: Path) -> None:
@@ -37,6 +39,7 @@ def test_trading_backup_is_verified_and_restorable(tmp_path: Path) -> None:
     db.migrate(conn, schema.TRADING_MIGRATIONS)
     trading.journal(conn, 1, "test", "pause", {}, True, {"state": "paused"})
     trading.set_setting(conn, "engine.flags", {"halted": True}, 2)
+    conn.close()
     ts = int(datetime(2026, 11, 22, 8, tzinfo=UTC).timestamp()) * 10**9
     result = backup.backup_trading_db(path, tmp_path / "backups", ts)
     assert result.backup.name == "trading_2026-11-22.db.zst"
@@ -46,6 +49,7 @@ def test_trading_backup_is_verified_and_restorable(tmp_path: Path) -> None:
     copy = sqlite3.connect(restored)
     assert trading.get_setting(copy, "engine.flags") == {"halted": True}
     assert trading.recent_journal(copy)[0]["cmd"] == "pause"
+    copy.close()
 
 
 def test_prune_keeps_recent_backups(tmp_path: Path) -> None:
