@@ -37,3 +37,9 @@ sim *ARGS:
 # Send a control command to the running engine, e.g. `just ctl status`.
 ctl *ARGS:
     appliance ctl {{ARGS}}
+
+# The test suite on Debian trixie's own packages (Python 3.13 and its numpy, onnxruntime, ...) in a
+# debootstrapped chroot cached under /var/cache/appliance (root; about 2 minutes the first time).
+[positional-arguments]
+test-trixie *ARGS:
+    scripts/trixie-chroot.sh "$@"
