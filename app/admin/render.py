@@ -78,9 +78,10 @@ async def render(
     ctx.setdefault("csrf_token", request.state.csrf_token)
     ctx.setdefault("session", request.state.session)
     if request.state.session is not None:
-        status = await engine_status(request)
-        ctx.setdefault("engine", status)
-        ctx.setdefault("alarms", await asyncio.to_thread(panel.reader.open_alarms))
+        if "engine" not in ctx:
+            ctx["engine"] = await engine_status(request)
+        if "alarms" not in ctx:
+            ctx["alarms"] = await asyncio.to_thread(panel.reader.open_alarms)
     ctx.setdefault("tls_fingerprint", panel.tls_fingerprint)
     templates: Jinja2Templates = panel.extra["templates"]
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.admin import live
+from app.admin.coalesce import Coalesced
 from app.admin.control import Reply
 from app.admin.render import render
-from app.admin.state import panel_of
+from app.admin.state import Panel, panel_of
 
 
 def _latency(status: dict[str, Any]) -> Any:
@@ -22,8 +23,17 @@ def _latency(status: dict[str, Any]) -> Any:
 
 
 async def dashboard_context(request: Request) -> dict[str, Any]:
-    """Everything the live part of the dashboard shows, fetched fresh."""
+    """Everything the live part of the dashboard shows: one shared fetch per half second, however
+    many browsers are watching."""
     panel = panel_of(request)
+    shared = panel.extra.get("dashboard")
+    if shared is None:
+        shared = panel.extra["dashboard"] = Coalesced(lambda: _fetch(panel), 0.5, panel.clock)
+    context: dict[str, Any] = await shared.get()
+    return context
+
+
+async def _fetch(panel: Panel) -> dict[str, Any]:
     status = await panel.engine.call("status")
     health = await panel.engine.call("health") if status.reachable else Reply(False, error="")
     reader = panel.reader
