@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ConfigError
+from app.live.settings import LiveConfig
 
 DEFAULT_SIM_PORT = 9100
 DEFAULT_ADMIN_PORT = 8080
@@ -157,6 +158,7 @@ class AppConfig:
     risk: RiskConfig = field(default_factory=RiskConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     @property
     def control_socket(self) -> Path:
@@ -183,6 +185,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "risk": RiskConfig,
     "paper": PaperConfig,
     "model": ModelConfig,
+    "live": LiveConfig,
 }
 
 

@@ -34,8 +34,11 @@ from app.engine.risk import RiskGate
 from app.engine.sdnotify import Notifier
 from app.engine.state import EngineState
 from app.engine.supervisor import Supervisor
-from app.engine.trader import Trader
+from app.engine.trader import Trader, Venue
 from app.errors import ControlError, ModelError, TransientError
+from app.live.keys import redact_args
+from app.live.mode import build_live, live_commands
+from app.live.venue import LiveVenue
 from app.models.commands import load_active, model_commands, resume_shadow
 from app.models.shadow import ShadowRunner
 from app.models.store import ModelStore
@@ -96,7 +99,10 @@ class Engine:
             self.venue,
             self.filters,
             self.market.books,
-            lambda: self.state.trading_allowed,
+            lambda: self.state.trading_allowed and not self.live.halted,
+        )
+        self.live = build_live(
+            cfg, clock, self.gate, self.filters, self.db.submit, self._on_mode, cfg.live
         )
         self.control = ControlServer(
             cfg.control_socket, self._commands(), self._journal, self.supervisor
@@ -123,6 +129,15 @@ class Engine:
             cfg.paper, clock, gate, book, self.filters, PaperJournal(db.submit, book, gate)
         )
         return gate, venue
+
+    def _on_mode(self, mode: str, venue: LiveVenue | None) -> None:
+        """The live side switched mode: the trader sends orders to the venue now in force."""
+        self.state.mode = mode
+        self.trader.attach(self.gate, venue if venue is not None else self.venue, self.market.books)
+
+    @property
+    def _venue_now(self) -> Venue:
+        return self.live.venue or self.venue
 
     # -- market data -> consumers (hot path) ----------------------------------------------------
 
@@ -182,6 +197,7 @@ class Engine:
             "kill": Command(self._kill, "kill switch: halt trading until resume (persisted)"),
             "backup": Command(self._backup_now, "back up the trading database now", slow=True),
             "journal": Command(self._recent_journal, "the last N journalled commands"),
+            **live_commands(self.live),
             **model_commands(
                 self.models,
                 self.slot,
@@ -193,7 +209,8 @@ class Engine:
 
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
         stats = self.recorder.stats
-        account = self.venue.snapshot()
+        venue = self._venue_now
+        account = venue.snapshot()
         return {
             "equity": str(account.equity),
             "realized": str(account.realized),
@@ -201,7 +218,8 @@ class Engine:
             "fees": str(account.fees),
             "funding": str(account.funding),
             "positions": {s: str(v.qty) for s, v in account.positions.items() if v.qty},
-            "open_orders": len(self.venue.open_orders()),
+            "open_orders": len(venue.open_orders()) if hasattr(venue, "open_orders") else None,
+            "live": await self.live.status(),
             "trader": self.trader.status(),
             "shadow": self.shadow.status(),
             "latency_us": self._latency.percentiles(),
@@ -260,7 +278,9 @@ class Engine:
         return {"state": self.state.label}
 
     async def _resume(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.gate.resume(self.venue.snapshot().equity)
+        self.gate.resume(self._venue_now.snapshot().equity)
+        # Live trades again only after a reconciliation passes.
+        await self.live.resume()
         self.state.paused = self.state.halted = False
         self.state.halt_reason = ""
         await self._set_flags()
@@ -268,7 +288,10 @@ class Engine:
 
     async def _kill(self, args: dict[str, Any]) -> dict[str, Any]:
         reason = str(args.get("reason", "kill switch"))
-        updates = kill_switch(self.gate, self.venue, reason)
+        if self.live.mode == "live":
+            updates = await self.live.kill(reason)
+        else:
+            updates = kill_switch(self.gate, self.venue, reason)
         self.state.halted = True
         self.state.halt_reason = reason
         await self._set_flags()
@@ -288,6 +311,7 @@ class Engine:
         self, actor: str, cmd: str, args: dict[str, Any], ok: bool, result: Any
     ) -> None:
         now = self.clock.time_ns()
+        args = redact_args(args)  # keys.set must never leave its secret in the journal
         await self.db.call(lambda c: trading.journal(c, now, actor, cmd, args, ok, result))
 
     # -- alarms, crashes, backups --------------------------------------------------------------
@@ -411,6 +435,7 @@ class Engine:
         sup.add("market_data", self.market.run)
         sup.add("prepare_trading", self._prepare_trading)
         sup.add("shadow_flush", self.shadow.flush_loop)
+        sup.add("live", self.live.run)
         sup.add("recorder_flush", self._flush_loop)
         sup.add("housekeeping", self._housekeeping)
         for _ in range(100):
@@ -430,6 +455,8 @@ class Engine:
         self.notifier.stopping()
         await sup.stop()
         await self.market.close()
+        await self.live.close()
+        self.live.journal.close()
         self.recorder.stop()
         self.db.close()
 

@@ -17,6 +17,9 @@ from tests.simproc import running_sim
 
 from .panelproc import PASSWORD, PanelHandle, running_panel, set_password
 
+# The simulator's account for the go-live test (letters and digits, as the key checks require).
+SIM_KEY, SIM_SECRET = "simTestApiKey0001", "simTestApiSecret0001"
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,7 +46,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Simulator, engine and panel processes sharing one data directory (no password yet)."""
     root = tmp_path_factory.mktemp("stack")
     data = root / "data"
-    with running_sim("--seed", "7", "--funding-interval-s", "60") as sim:
+    keys = ("--api-key", SIM_KEY, "--api-secret", SIM_SECRET)
+    with running_sim("--seed", "7", "--funding-interval-s", "60", *keys) as sim:
         with running_engine(data, sim.rest_url, sim.ws_url, log=root / "engine.log") as engine:
             with running_panel(data, log=root / "panel.log") as panel:
                 yield {"sim": sim, "engine": engine, "panel": panel, "data": data, "root": root}
@@ -295,15 +299,36 @@ def test_go_live_guard_rails(stack: dict[str, Any], page: Any) -> None:
     panel: PanelHandle = stack["panel"]
     log_in(page, panel)
     page.goto(panel.base_url + "/mode")
+    sock = stack["data"] / "control.sock"
+    # 1. No keys yet: the preflight fails and live mode is refused, the reason shown.
     page.get_by_role("button", name="Run the preflight checklist").click()
     page.locator("#preflight-result").wait_for()
-    page.locator("#live-confirm").fill("go live")  # not the exact phrase
+    page.locator("#live-confirm").fill("GO LIVE 0000")
     page.locator("#live-password").fill(PASSWORD)
     page.get_by_role("button", name="Go live").click()
     page.locator("#mode-outcome .failed").wait_for()
-    assert "exactly" in page.locator("#mode-outcome").inner_text()
-    # Against the simulator with no keys the preflight must refuse live mode.
-    page.locator("#live-confirm").fill("GO LIVE")
+    assert "key" in page.locator("#mode-outcome").inner_text().lower()
+    assert ctl.request(sock, "status")["result"]["mode"] == "paper"
+    page.screenshot(path=str(SHOTS / "mode-refused.png"), full_page=True)
+    # 2. Keys through the settings page (write-only), then the preflight's own phrase: live.
+    page.goto(panel.base_url + "/settings")
+    page.locator("#api-key").fill(SIM_KEY)
+    page.locator("#api-secret").fill(SIM_SECRET)
+    page.locator("#keys-password").fill(PASSWORD)
+    page.get_by_role("button", name="Save keys").click()
+    page.locator("#settings-outcome .ok").wait_for()
+    assert SIM_SECRET not in page.content()
+    page.goto(panel.base_url + "/mode")
+    page.get_by_role("button", name="Run the preflight checklist").click()
+    phrase = page.locator("#confirm-phrase").inner_text(timeout=30_000)
+    assert phrase.startswith("GO LIVE")
+    page.locator("#live-confirm").fill(phrase)
+    page.locator("#live-password").fill(PASSWORD)
     page.get_by_role("button", name="Go live").click()
-    page.locator("#mode-outcome .outcome").wait_for()
-    assert ctl.request(stack["data"] / "control.sock", "status")["result"]["mode"] == "paper"
+    page.locator("#mode-outcome .ok").wait_for(timeout=30_000)
+    assert ctl.request(sock, "status")["result"]["mode"] == "live"
+    page.screenshot(path=str(SHOTS / "mode-live.png"), full_page=True)
+    # 3. Back to paper, keeping what is open (the default policy).
+    page.get_by_role("button", name="Back to paper").click()
+    page.locator("#mode-outcome .ok").wait_for(timeout=30_000)
+    assert ctl.request(sock, "status")["result"]["mode"] == "paper"

@@ -1,0 +1,409 @@
+"""The paper ↔ live switch, persisted, and its control commands.
+
+* Paper is the default at first start. The mode is persisted in the order journal
+  (``live_state.mode``): an engine that restarts while live comes back **live but halted** (no
+  new entries) and trades again only once a reconciliation pass succeeds, so open positions are
+  never abandoned.
+* Live requires keys (``keys.set``), a passing preflight (``mode.preflight``) no older than
+  ``PREFLIGHT_VALID_S``, and ``mode.set {"mode": "live", "confirm": <the phrase the preflight
+  returned>}``. Each refusal says which of the three is missing.
+* Live → paper (``mode.set {"mode": "paper", "policy": ...}``) stops new live orders at once and
+  then applies the operator's policy to what is on the exchange: ``keep`` (default: orders and
+  positions stay, protected by their exchange-side stops), ``cancel`` (cancel our open orders,
+  stops included) or ``flatten`` (cancel, then close every position with reduce-only market
+  orders).
+* The kill switch, in live mode, cancels every open order and flattens on the exchange.
+
+:class:`LiveController` owns the live session (client, venue, user stream, reconciliation loop);
+``on_change(mode, venue)`` tells the engine which venue the trader should use (None: paper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from app.clock import Clock
+from app.config import AppConfig
+from app.engine.control import Command
+from app.engine.orders import OrderUpdate, Submit
+from app.engine.portfolio import AccountSnapshot, Portfolio
+from app.engine.rest import SymbolFilters, parse_symbol_filters
+from app.engine.risk import RiskEvent, RiskGate, record_risk_event
+from app.errors import ControlError, LiveModeError
+from app.live import keys
+from app.live.client import RestExchange
+from app.live.journal import OrderJournal
+from app.live.preflight import PreflightResult, run_preflight
+from app.live.reconcile import POLICIES, ReconcileReport, reconcile
+from app.live.settings import LiveConfig
+from app.live.signing import Credentials
+from app.live.userstream import UserStream
+from app.live.venue import LiveVenue
+
+log = logging.getLogger(__name__)
+
+PAPER, LIVE = "paper", "live"
+PREFLIGHT_VALID_S = 600
+EXIT_POLICIES = ("keep", "cancel", "flatten")
+
+OnChange = Callable[[str, LiveVenue | None], None]
+
+
+@dataclass
+class LiveSession:
+    """One connection to the exchange in live mode and its background tasks."""
+
+    client: RestExchange
+    venue: LiveVenue
+    stream: UserStream
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.venue.drain()
+        await self.client.aclose()
+
+
+class LiveController:
+    """The mode, the live session, and the commands that change them."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        live_cfg: LiveConfig,
+        clock: Clock,
+        gate: RiskGate,
+        filters: dict[str, SymbolFilters],
+        *,
+        on_change: OnChange = lambda mode, venue: None,
+        record_risk: Callable[[RiskEvent], None] = lambda _: None,
+        journal: OrderJournal | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.live_cfg = live_cfg
+        self.clock = clock
+        self.gate = gate
+        self.filters = filters
+        self.symbols = tuple(s.upper() for s in cfg.feed.symbols)
+        self.journal = journal or OrderJournal(cfg.data_dir / "orders.db")
+        self._on_change = on_change
+        self._record_risk = record_risk
+        self.session: LiveSession | None = None
+        self._preflight: PreflightResult | None = None
+        self.last_report: ReconcileReport | None = None
+        self._lock = asyncio.Lock()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cfg.data_dir
+
+    @property
+    def mode(self) -> str:
+        return LIVE if self.session is not None else PAPER
+
+    @property
+    def venue(self) -> LiveVenue | None:
+        return self.session.venue if self.session is not None else None
+
+    @property
+    def halted(self) -> bool:
+        venue = self.venue
+        return venue is not None and venue.halted
+
+    async def persisted_mode(self) -> str:
+        return str(await self.journal.get_state("mode", PAPER))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Supervised task: restore a persisted live mode (halted until reconciled), then keep
+        the session's tasks company until cancelled."""
+        try:
+            await self.restore()
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    async def restore(self) -> ReconcileReport | None:
+        """After a restart: if the engine was live, come back live, halted, and reconcile."""
+        if await self.persisted_mode() != LIVE:
+            return None
+        creds = keys.load_keys(self.data_dir)
+        if creds is None:
+            log.error("live mode persisted but no API keys: staying halted in paper")
+            return None
+        async with self._lock:
+            await self._open(creds)
+            return await self.reconcile_now(self.live_cfg.reconcile_policy)
+
+    async def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+    async def _open(self, creds: Credentials) -> LiveSession:
+        client = RestExchange(self.cfg.exchange.rest_base, creds, self.live_cfg, self.clock)
+        await client.sync_time()
+        info = await client.exchange_info()
+        self.filters.update(parse_symbol_filters(info))
+        venue = LiveVenue(
+            client, self.journal, self.gate, self.clock, self.filters, self.live_cfg,
+            self.symbols, record_risk=self._record_risk,
+        )  # fmt: skip
+        venue.halt("live start: not reconciled yet")
+
+        async def connected() -> None:
+            # Anything filled while the stream was down comes from REST now.
+            await venue.resync_open()
+            await venue.recover_fills()
+
+        stream = UserStream(
+            client, self.cfg.exchange.ws_base, self.live_cfg, venue.on_user_event, connected
+        )
+        session = LiveSession(client, venue, stream)
+        for coro, name in (
+            (stream.run(), "live.userstream"),
+            (self._reconcile_loop(), "live.reconcile"),
+        ):
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(lambda t: _task_ended(t, venue))
+            session.tasks.append(task)
+        self.session = session
+        self._on_change(LIVE, venue)
+        return session
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.live_cfg.reconcile_interval_s)
+            try:
+                await self.reconcile_now(self.live_cfg.reconcile_policy)
+            except (ControlError, OSError) as exc:
+                log.warning("periodic reconciliation failed: %s", exc)
+            except Exception as exc:  # recorded; trading halts
+                venue = self.venue
+                if venue is not None:
+                    venue.halt(f"reconciliation failed: {type(exc).__name__}: {exc}")
+                log.exception("periodic reconciliation failed")
+
+    async def reconcile_now(self, policy: str) -> ReconcileReport:
+        venue = self.venue
+        if venue is None:
+            raise LiveModeError("not in live mode")
+        report = await reconcile(venue, self.clock, policy)
+        self.last_report = report
+        return report
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    async def preflight(self) -> PreflightResult:
+        creds = keys.load_keys(self.data_dir)
+        if creds is None:
+            raise LiveModeError("no API keys: set them first (keys.set)")
+        client = RestExchange(self.cfg.exchange.rest_base, creds, self.live_cfg, self.clock)
+        try:
+            result = await run_preflight(
+                client, self.live_cfg, self.cfg.risk, self.symbols, self.clock
+            )
+        finally:
+            await client.aclose()
+        self._preflight = result
+        return result
+
+    async def go_live(self, confirm: str) -> ReconcileReport:
+        """Enter live mode (see the module docstring for what it requires)."""
+        async with self._lock:
+            if self.session is not None:
+                raise LiveModeError("already live")
+            creds = keys.load_keys(self.data_dir)
+            if creds is None:
+                raise LiveModeError("refused: no API keys (keys.set first)")
+            pre = self._preflight
+            age_s = (self.clock.time_ns() - pre.ts_ns) / 1e9 if pre is not None else 0.0
+            if pre is None or age_s > PREFLIGHT_VALID_S:
+                raise LiveModeError("refused: run mode.preflight first (it must pass)")
+            if not pre.ok:
+                failed = ", ".join(c.name for c in pre.checks if not c.ok)
+                raise LiveModeError(f"refused: the last preflight failed ({failed})")
+            if confirm.strip() != pre.phrase:
+                raise LiveModeError(f"refused: confirm with the exact phrase {pre.phrase!r}")
+            self._preflight = None  # one confirmation, one switch
+            await self._open(creds)
+            await self.journal.set_state("mode", LIVE, self.clock.time_ns())
+            return await self.reconcile_now(self.live_cfg.reconcile_policy)
+
+    async def go_paper(self, policy: str) -> dict[str, Any]:
+        """Leave live mode: new orders stop at once, then ``policy`` applies."""
+        if policy not in EXIT_POLICIES:
+            raise ControlError(f"policy must be one of {EXIT_POLICIES}")
+        async with self._lock:
+            session = self.session
+            if session is None:
+                return {"mode": PAPER, "changed": False}
+            venue = session.venue
+            venue.halt("switching to paper")
+            self._on_change(PAPER, None)
+            await self.journal.set_state("mode", PAPER, self.clock.time_ns())
+            cancelled, flattened = 0, 0
+            if policy in ("cancel", "flatten"):
+                cancelled = await venue.cancel_all(f"mode.set paper ({policy})")
+            if policy == "flatten":
+                flattened = len(await venue.flatten(self.gate.exit_order, "mode.set paper"))
+            await self.close()
+            return {
+                "mode": PAPER,
+                "changed": True,
+                "policy": policy,
+                "cancelled": cancelled,
+                "flatten_orders": flattened,
+            }
+
+    async def kill(self, reason: str) -> list[OrderUpdate]:
+        """The kill switch in live mode: halt the gate, cancel everything, flatten."""
+        venue = self.venue
+        self.gate.kill(reason, venue.snapshot() if venue else _empty_snapshot(self.clock))
+        if venue is None:
+            return []
+        venue.halt(f"kill switch: {reason}")
+        await venue.cancel_all(f"kill: {reason}")
+        return await venue.flatten(self.gate.exit_order, f"kill: {reason}")
+
+    async def resume(self) -> ReconcileReport | None:
+        """After the kill switch's ``resume``: a live venue trades again only once a
+        reconciliation pass succeeds (None in paper mode)."""
+        if self.venue is None:
+            return None
+        return await self.reconcile_now(self.live_cfg.reconcile_policy)
+
+    async def status(self) -> dict[str, Any]:
+        venue = self.venue
+        session = self.session
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "persisted_mode": await self.persisted_mode(),
+            "keys": keys.describe(self.data_dir),
+            "discrepancies": await self.journal.open_discrepancies(),
+            "last_reconcile": await self.journal.get_state("last_reconcile"),
+        }
+        if venue is not None and session is not None:
+            client = session.client
+            out.update(
+                halted=venue.halted,
+                halt_reason=venue.halt_reason,
+                orders_sent=venue.orders_sent,
+                resolved_by_query=venue.resolved_by_query,
+                clock_offset_ms=client.offset_ms,
+                used_weight=client.used_weight,
+                weight_limit=client.weight_limit,
+                blocked_until_ms=client.blocked_until_ms,
+                stream_connects=session.stream.connects,
+                stream_connected=session.stream.connected.is_set(),
+            )
+        return out
+
+
+def _task_ended(task: asyncio.Task[None], venue: LiveVenue) -> None:
+    """A live task must run until its session closes: if one dies, trading halts, loudly."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    venue.halt(f"{task.get_name()} stopped: {type(exc).__name__ if exc else 'returned'}: {exc}")
+    log.error("live task %s ended", task.get_name(), exc_info=exc)
+
+
+def _empty_snapshot(clock: Clock) -> AccountSnapshot:
+    return Portfolio(Decimal(0)).snapshot(clock.time_ns())
+
+
+def build_live(
+    cfg: AppConfig,
+    clock: Clock,
+    gate: RiskGate,
+    filters: dict[str, SymbolFilters],
+    submit: Submit,
+    on_change: OnChange,
+    live_cfg: LiveConfig | None = None,
+) -> LiveController:
+    """The engine's live side: rejections recorded in the trading database's ``risk_events``
+    through ``submit`` (``DbWriter.submit``), venue changes reported to ``on_change``."""
+
+    def record_risk(event: RiskEvent) -> None:
+        submit(lambda conn: record_risk_event(conn, event))
+
+    return LiveController(
+        cfg, live_cfg or LiveConfig(), clock, gate, filters,
+        on_change=on_change, record_risk=record_risk,
+    )  # fmt: skip
+
+
+def _str_arg(args: Mapping[str, Any], name: str, default: str = "") -> str:
+    value = args.get(name, default)
+    if not isinstance(value, str):
+        raise ControlError(f"{name} must be a string")
+    return value
+
+
+def live_commands(live: LiveController) -> dict[str, Command]:
+    """``mode.preflight``, ``mode.set``, ``keys.set``, ``live.status``, ``live.reconcile``."""
+
+    async def preflight(args: dict[str, Any]) -> dict[str, Any]:
+        return (await live.preflight()).as_dict()
+
+    async def set_mode(args: dict[str, Any]) -> dict[str, Any]:
+        mode = _str_arg(args, "mode")
+        if mode == LIVE:
+            report = await live.go_live(_str_arg(args, "confirm"))
+            venue = live.venue
+            return {
+                "mode": LIVE,
+                "halted": venue.halted if venue else True,
+                "halt_reason": venue.halt_reason if venue else "",
+                "reconcile": report.as_dict(),
+            }
+        if mode == PAPER:
+            return await live.go_paper(_str_arg(args, "policy", "keep"))
+        raise ControlError("mode must be 'paper' or 'live'")
+
+    async def set_keys(args: dict[str, Any]) -> dict[str, Any]:
+        if live.mode == LIVE:
+            raise ControlError("refused: switch to paper before changing the API keys")
+        keys.save_keys(
+            live.data_dir,
+            _str_arg(args, "api_key").strip(),
+            _str_arg(args, "api_secret").strip(),
+            live.clock.time_ns(),
+        )
+        return {"saved": True, **keys.describe(live.data_dir)}
+
+    async def status(args: dict[str, Any]) -> dict[str, Any]:
+        return await live.status()
+
+    async def reconcile_cmd(args: dict[str, Any]) -> dict[str, Any]:
+        policy = _str_arg(args, "policy", "wait")
+        if policy not in POLICIES:
+            raise ControlError(f"policy must be one of {POLICIES}")
+        return (await live.reconcile_now(policy)).as_dict()
+
+    return {
+        "mode.preflight": Command(preflight, "live preflight checklist; returns the phrase"),
+        "mode.set": Command(
+            set_mode, 'mode {"mode": "live", "confirm": phrase} or {"mode": "paper", "policy"}'
+        ),
+        "keys.set": Command(set_keys, "store API keys (write-only, 0600 under the data dir)"),
+        "live.status": Command(status, "live mode, halt, discrepancies, clock and weight"),
+        "live.reconcile": Command(
+            reconcile_cmd, 'reconcile now; {"policy": "adopt"} accepts the exchange\'s state'
+        ),
+    }

@@ -1,0 +1,317 @@
+"""The mode switch: each refusal and its reason, keys at rest, live → paper policies, a live
+restart that comes back halted until reconciliation, and a stop that fires while we are down."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.clock import SystemClock
+from app.config import AppConfig, load
+from app.engine.control import Command
+from app.engine.orders import ClientOrderIds, OrderStatus
+from app.engine.risk import RiskGate
+from app.errors import ConfigError, ControlError, LiveModeError
+from app.live import keys
+from app.live.mode import LiveController, live_commands
+from app.live.settings import LiveConfig
+from tests.live.conftest import (
+    FAST,
+    KEY,
+    RISK,
+    SECRET,
+    SYMBOL,
+    entry,
+    eventually,
+    mark_price,
+    sim_fills,
+)
+from tests.sim.signing import Signed
+from tests.simproc import SimHandle
+
+
+def _cfg(sim: SimHandle, data_dir: Path) -> AppConfig:
+    return load(
+        data_dir,
+        environ={},
+        exchange={"rest_url": sim.rest_url, "ws_url": sim.ws_url},
+        feed={"symbols": "btcusdt"},
+    )
+
+
+def _controller(
+    sim: SimHandle,
+    data_dir: Path,
+    clock: SystemClock,
+    live_cfg: LiveConfig = FAST,
+    boot: int = 1,
+    gate: RiskGate | None = None,
+) -> tuple[LiveController, RiskGate, list[tuple[str, bool]]]:
+    gate = gate or RiskGate(RISK, clock, ClientOrderIds(boot))
+    changes: list[tuple[str, bool]] = []
+    live = LiveController(
+        _cfg(sim, data_dir), live_cfg, clock, gate, {},
+        on_change=lambda mode, venue: changes.append((mode, venue is not None)),
+    )  # fmt: skip
+    return live, gate, changes
+
+
+async def _call(commands: dict[str, Command], name: str, **args: Any) -> Any:
+    return await commands[name].handler(args)
+
+
+async def _go_live(live: LiveController) -> None:
+    commands = live_commands(live)
+    pre = await _call(commands, "mode.preflight")
+    assert pre["ok"], pre
+    await _call(commands, "mode.set", mode="live", confirm=pre["phrase"])
+
+
+async def test_live_needs_keys_preflight_and_confirmation(
+    live_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    live, _, changes = _controller(live_sim, tmp_path, clock)
+    commands = live_commands(live)
+    try:
+        assert live.mode == "paper" and await live.persisted_mode() == "paper"
+        with pytest.raises(LiveModeError, match="no API keys"):
+            await _call(commands, "mode.set", mode="live", confirm="GO LIVE")
+        with pytest.raises(LiveModeError, match="no API keys"):
+            await _call(commands, "mode.preflight")
+        with pytest.raises(ControlError, match="letters or digits"):
+            await _call(commands, "keys.set", api_key="short", api_secret=SECRET)
+        saved = await _call(commands, "keys.set", api_key=KEY, api_secret=SECRET)
+        assert saved["present"] is True
+        assert KEY not in json.dumps(saved) and SECRET not in json.dumps(saved)
+        path = keys.keys_path(tmp_path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        with pytest.raises(LiveModeError, match=r"run mode\.preflight first"):
+            await _call(commands, "mode.set", mode="live", confirm="GO LIVE")
+        # A preflight that fails (the balance is under this configuration's minimum) refuses.
+        live.live_cfg = replace(FAST, min_balance=Decimal("1000000"))
+        failed = await _call(commands, "mode.preflight")
+        assert failed["ok"] is False and failed["phrase"] == ""
+        balance = next(c for c in failed["checks"] if c["name"] == "balance")
+        assert balance["ok"] is False and "minimum 1000000" in balance["detail"]
+        with pytest.raises(LiveModeError, match=r"last preflight failed \(balance\)"):
+            await _call(commands, "mode.set", mode="live", confirm="GO LIVE")
+        live.live_cfg = FAST
+        passed = await _call(commands, "mode.preflight")
+        assert passed["ok"] is True and passed["phrase"].startswith("GO LIVE ")
+        assert {c["name"] for c in passed["checks"]} >= {"clock", "account", "balance", SYMBOL}
+        with pytest.raises(LiveModeError, match="exact phrase"):
+            await _call(commands, "mode.set", mode="live", confirm="GO LIVE")
+        assert live.mode == "paper" and changes == []
+        result = await _call(commands, "mode.set", mode="live", confirm=passed["phrase"])
+        assert result["mode"] == "live" and result["halted"] is False
+        assert live.mode == "live" and await live.persisted_mode() == "live"
+        assert changes == [("live", True)]
+        status = await _call(commands, "live.status")
+        assert KEY not in json.dumps(status, default=str)
+        assert SECRET not in json.dumps(status, default=str)
+        with pytest.raises(ControlError, match="switch to paper"):
+            await _call(commands, "keys.set", api_key=KEY, api_secret=SECRET)
+    finally:
+        await live.close()
+        live.journal.close()
+
+
+def test_keys_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    assert keys.load_keys(tmp_path) is not None
+    os.chmod(keys.keys_path(tmp_path), 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        keys.load_keys(tmp_path)
+    assert keys.redact_args({"api_key": KEY, "api_secret": SECRET}) == {
+        "api_key": "<redacted>",
+        "api_secret": "<redacted>",
+    }
+
+
+async def test_paper_with_flatten_cancels_and_closes_on_the_exchange(
+    live_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    live, gate, changes = _controller(live_sim, tmp_path, clock)
+    try:
+        await _go_live(live)
+        venue = live.venue
+        assert venue is not None and live.session is not None
+        client = live.session.client
+        order = entry(gate, live.filters, await mark_price(client), "0.010")
+        assert (await venue.place(order)).status is OrderStatus.FILLED
+        assert len(await client.open_orders(SYMBOL)) == 2  # its stop and take-profit
+        result = await _call(live_commands(live), "mode.set", mode="paper", policy="flatten")
+        assert result == {
+            "mode": "paper", "changed": True, "policy": "flatten", "cancelled": 2,
+            "flatten_orders": 1,
+        }  # fmt: skip
+        assert changes[-1] == ("paper", False)
+        assert live.mode == "paper" and await live.persisted_mode() == "paper"
+    finally:
+        await live.close()
+    raw = Signed(live_sim.rest_url, KEY, SECRET)
+    try:
+        assert raw.ok("GET", "/fapi/v1/openOrders", {"symbol": SYMBOL}) == []
+        rows = raw.ok("GET", "/fapi/v2/positionRisk", {"symbol": SYMBOL})
+        assert Decimal(rows[0]["positionAmt"]) == 0
+    finally:
+        raw.close()
+        live.journal.close()
+
+
+async def test_live_restart_comes_back_halted_until_reconciled(
+    live_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    first, _, _ = _controller(live_sim, tmp_path, clock)
+    await _go_live(first)
+    assert first.session is not None
+    price = await mark_price(first.session.client)
+    await first.close()  # the engine stops (as after a crash: nothing switched back)
+    first.journal.close()
+    # While it is down, someone places an order by hand: not in our journal.
+    raw = Signed(live_sim.rest_url, KEY, SECRET)
+    try:
+        limit = (price * Decimal("0.5")).quantize(Decimal("0.1"))
+        raw.ok(
+            "POST", "/fapi/v1/order",
+            {"symbol": SYMBOL, "side": "BUY", "type": "LIMIT", "quantity": "0.010",
+             "price": str(limit), "timeInForce": "GTC", "newClientOrderId": "manual-1"},
+            body=True,
+        )  # fmt: skip
+    finally:
+        raw.close()
+    second, gate2, changes = _controller(live_sim, tmp_path, clock, boot=2)
+    try:
+        report = await second.restore()
+        assert report is not None and report.ok is False
+        assert [d.kind for d in report.discrepancies] == ["foreign_open_order"]
+        assert second.mode == "live"
+        assert _halted(second)
+        assert changes == [("live", True)]
+        venue = second.venue
+        assert venue is not None
+        blocked = venue.submit(entry(gate2, second.filters, price, "0.010"))
+        assert blocked.status is OrderStatus.REJECTED and "halted" in blocked.reason
+        status = await _call(live_commands(second), "live.status")
+        assert status["halted"] and status["discrepancies"][0]["kind"] == "foreign_open_order"
+        adopted = await _call(live_commands(second), "live.reconcile", policy="adopt")
+        assert adopted["ok"] is True
+        assert not _halted(second)
+        assert await second.journal.open_discrepancies() == []
+        assert second.session is not None
+        fresh = entry(gate2, second.filters, await mark_price(second.session.client), "0.010")
+        assert (await venue.place(fresh)).status is OrderStatus.FILLED
+    finally:
+        await second.close()
+        second.journal.close()
+
+
+async def test_stop_fires_while_stopped_and_restart_recovers_fill_and_fee(
+    live_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    # A stop 2 ticks under the entry and a take-profit far away: the stop fires first.
+    gate = RiskGate(replace(RISK, atr_take_profit_mult=Decimal("100000")), clock, ClientOrderIds(1))
+    first, _, _ = _controller(live_sim, tmp_path, clock, gate=gate)
+    await _go_live(first)
+    assert first.session is not None and first.venue is not None
+    client = first.session.client
+    # The random walk may already be past a tight stop when it is placed (the venue then exits
+    # at market instead): try until one stop rests on the exchange.
+    for _ in range(5):
+        order = entry(gate, first.filters, await mark_price(client), "0.010", atr="2")
+        assert (await first.venue.place(order)).status is OrderStatus.FILLED
+        resting = [o["clientOrderId"] for o in await client.open_orders(SYMBOL)]
+        if f"{order.client_id}-sl" in resting:
+            break
+    else:
+        raise AssertionError("no stop could be placed")
+    await first.close()
+    first.journal.close()
+    stop_id = f"{order.client_id}-sl"
+
+    async def stopped_out() -> bool:
+        return bool(sim_fills(live_sim, stop_id))
+
+    await eventually(stopped_out, 60, "the protective stop to fire on the simulator")
+    stop_fills = sim_fills(live_sim, stop_id)
+    second, _, _ = _controller(live_sim, tmp_path, clock, boot=2)
+    try:
+        report = await second.restore()
+        assert report is not None and report.ok, report
+        assert not second.halted
+        assert report.recovered_fills == len(stop_fills)
+        journalled = {int(f["trade_id"]): f for f in await second.journal.fills()}
+        for f in stop_fills:
+            row = journalled[int(f["id"])]
+            assert row["client_id"] == stop_id and row["source"] == "userTrades"
+            assert Decimal(row["commission"]) == Decimal(f["commission"]) > 0
+        income = await second.journal.income()
+        stop_trades = {int(f["id"]) for f in stop_fills}
+        fee_rows = [
+            i for i in income
+            if i["income_type"] == "COMMISSION" and int(i["trade_id"]) in stop_trades
+        ]  # fmt: skip
+        assert sum(Decimal(i["amount"]) for i in fee_rows) == -sum(
+            Decimal(f["commission"]) for f in stop_fills
+        )
+        stop_row = await second.journal.order(stop_id)
+        assert stop_row is not None and stop_row["status"] == "FILLED"
+        # Flat again: the take-profit that survived is cancelled.
+        assert second.session is not None
+        assert await second.session.client.open_orders(SYMBOL) == []
+        assert venue_qty(second) == 0
+    finally:
+        await second.close()
+        second.journal.close()
+
+
+def _halted(live: LiveController) -> bool:
+    return live.halted
+
+
+def venue_qty(live: LiveController) -> Decimal:
+    venue = live.venue
+    assert venue is not None
+    return venue.snapshot().qty(SYMBOL)
+
+
+async def test_paper_with_keep_leaves_the_protected_position_and_kill_flattens(
+    live_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    live, gate, _ = _controller(live_sim, tmp_path, clock)
+    raw = Signed(live_sim.rest_url, KEY, SECRET)
+    try:
+        await _go_live(live)
+        assert live.venue is not None and live.session is not None
+        order = entry(gate, live.filters, await mark_price(live.session.client), "0.010")
+        assert (await live.venue.place(order)).status is OrderStatus.FILLED
+        kept = await _call(live_commands(live), "mode.set", mode="paper")
+        assert kept["policy"] == "keep" and kept["cancelled"] == 0
+        resting = {o["clientOrderId"] for o in raw.ok("GET", "/fapi/v1/openOrders")}
+        assert resting == {f"{order.client_id}-sl", f"{order.client_id}-tp"}
+        # Back to live (a new preflight and confirmation), then the kill switch.
+        await _go_live(live)
+        assert live.venue is not None
+        updates = await live.kill("test kill")
+        assert [u.status for u in updates] == [OrderStatus.FILLED]
+        assert gate.state.killed
+        assert _halted(live)
+        assert raw.ok("GET", "/fapi/v1/openOrders") == []
+        rows = raw.ok("GET", "/fapi/v2/positionRisk", {"symbol": SYMBOL})
+        assert Decimal(rows[0]["positionAmt"]) == 0
+    finally:
+        raw.close()
+        await live.close()
+        live.journal.close()

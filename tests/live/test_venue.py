@@ -1,0 +1,186 @@
+"""The live order path: write-ahead journal, exchange refusals as risk events, unknown states
+resolved by query with no duplicate, protective stops on the exchange."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from app.clock import SystemClock
+from app.engine.orders import OrderStatus
+from app.engine.risk import RiskEvent, RiskGate, recent_risk_events, record_risk_event
+from app.live.client import RestExchange
+from app.live.journal import OrderJournal
+from app.live.settings import LiveConfig
+from app.live.signing import Credentials
+from app.live.venue import LiveVenue
+from app.store import schema
+from app.store.writer import DbWriter
+from tests.live.conftest import FAST, KEY, SECRET, SYMBOL, entry, filters_of, mark_price, sim_fills
+from tests.simproc import SimHandle
+
+
+async def _venue(
+    client: RestExchange,
+    journal: OrderJournal,
+    gate: RiskGate,
+    clock: SystemClock,
+    cfg: LiveConfig = FAST,
+    events: list[RiskEvent] | None = None,
+) -> LiveVenue:
+    filters = await filters_of(client)
+    venue = LiveVenue(
+        client, journal, gate, clock, filters, cfg, (SYMBOL,),
+        record_risk=(events.append if events is not None else lambda _: None),
+    )  # fmt: skip
+    venue.release()
+    return venue
+
+
+async def test_intent_is_committed_before_the_request_and_stops_follow_the_fill(
+    live_sim: SimHandle,
+    client: RestExchange,
+    journal: OrderJournal,
+    gate: RiskGate,
+    clock: SystemClock,
+) -> None:
+    venue = await _venue(client, journal, gate, clock)
+    filters = await filters_of(client)
+    order = entry(gate, filters, await mark_price(client), "0.010")
+    assert order.client_id == "app-1-1"  # the gate's id space, sent as newClientOrderId
+    update = await venue.place(order, "model signal")
+    assert update.status is OrderStatus.FILLED
+    kinds = [e["kind"] for e in await journal.events(order.client_id)]
+    assert kinds[0] == "intent" and "response" in kinds
+    row = await journal.order(order.client_id)
+    assert row is not None and row["stage"] == "done" and row["reason"] == "model signal"
+    assert row["model_version"] == "test" and row["qty"] == "0.010"
+    # Protective exits rest on the exchange: reduce-only STOP_MARKET at the gate's stop and
+    # TAKE_PROFIT_MARKET at its take-profit.
+    open_orders = {o["clientOrderId"]: o for o in await client.open_orders(SYMBOL)}
+    sl, tp = open_orders["app-1-1-sl"], open_orders["app-1-1-tp"]
+    assert sl["type"] == "STOP_MARKET" and sl["reduceOnly"] is True and sl["side"] == "SELL"
+    assert Decimal(sl["stopPrice"]) == order.stop_price
+    assert tp["type"] == "TAKE_PROFIT_MARKET" and Decimal(tp["stopPrice"]) == order.take_profit
+    assert len(sim_fills(live_sim, order.client_id)) >= 1
+
+
+async def test_margin_and_filter_refusals_become_risk_events(
+    tmp_path: Path,
+    live_sim: SimHandle,
+    client: RestExchange,
+    journal: OrderJournal,
+    gate: RiskGate,
+    clock: SystemClock,
+) -> None:
+    trading = DbWriter(tmp_path / "trading.db", schema.TRADING_MIGRATIONS)
+
+    def record(event: RiskEvent) -> None:
+        trading.submit(lambda c: record_risk_event(c, event))
+
+    try:
+        venue = LiveVenue(
+            client, journal, gate, clock, await filters_of(client), FAST, (SYMBOL,),
+            record_risk=record,
+        )  # fmt: skip
+        venue.release()
+        filters = await filters_of(client)
+        price = await mark_price(client)
+        # The gate believes in a large account; the exchange (10,000 USDT at 1x) does not.
+        await client.set_leverage(SYMBOL, 1)
+        big = entry(gate, filters, price, "1.400", atr="1", equity=Decimal("100000000"))
+        refused = await venue.place(big)
+        assert refused.status is OrderStatus.REJECTED
+        assert "-2019" in refused.reason
+        # Judged at 10x the price the gate passes minNotional; at the real price it is short.
+        small = entry(gate, filters, price * 10, "0.001", atr="1", equity=Decimal("100000000"))
+        refused_small = await venue.place(small)
+        assert refused_small.status is OrderStatus.REJECTED
+        assert "-4164" in refused_small.reason
+        events = await trading.call(lambda c: recent_risk_events(c, 10))
+        codes = {e.code: e for e in events}
+        assert codes["exchange:-2019"].kind == "rejected"
+        assert "Margin is insufficient" in codes["exchange:-2019"].message
+        assert codes["exchange:-2019"].detail["client_id"] == big.client_id
+        assert "notional" in codes["exchange:-4164"].message
+        for o in (big, small):
+            row = await journal.order(o.client_id)
+            assert row is not None and row["stage"] == "rejected"
+        assert sim_fills(live_sim) == []
+    finally:
+        trading.close()
+
+
+async def _no_duplicate(sim: SimHandle, client: RestExchange, client_id: str) -> None:
+    fills = sim_fills(sim, client_id)
+    assert fills, "the order should have filled"
+    assert len({f["orderId"] for f in fills}) == 1  # one order at the exchange, not two
+    open_ids = [o["clientOrderId"] for o in await client.open_orders(SYMBOL)]
+    assert open_ids.count(f"{client_id}-sl") == 1
+    assert open_ids.count(f"{client_id}-tp") == 1
+
+
+async def test_503_unknown_is_resolved_by_query_without_a_duplicate(
+    live_sim: SimHandle,
+    client: RestExchange,
+    journal: OrderJournal,
+    gate: RiskGate,
+    clock: SystemClock,
+) -> None:
+    venue = await _venue(client, journal, gate, clock)
+    order = entry(gate, await filters_of(client), await mark_price(client), "0.010")
+    live_sim.set_faults(order_unknown_503=True)
+    update = await venue.place(order)
+    live_sim.set_faults(order_unknown_503=False)
+    assert update.status is OrderStatus.FILLED
+    assert venue.resent == 0
+    assert venue.resolved_by_query == 3  # the entry and both protective exits
+    kinds = [e["kind"] for e in await journal.events(order.client_id)]
+    assert kinds[:3] == ["intent", "error", "query"]
+    await _no_duplicate(live_sim, client, order.client_id)
+
+
+async def test_accepted_then_timeout_is_resolved_by_query_without_a_duplicate(
+    live_sim: SimHandle,
+    client: RestExchange,
+    journal: OrderJournal,
+    gate: RiskGate,
+    clock: SystemClock,
+) -> None:
+    cfg = LiveConfig(order_timeout_s=0.5)
+    slow = RestExchange(live_sim.rest_url, Credentials(KEY, SECRET), cfg, clock)
+    try:
+        await slow.sync_time()
+        venue = await _venue(slow, journal, gate, clock, cfg)
+        order = entry(gate, await filters_of(client), await mark_price(client), "0.010")
+        live_sim.set_faults(order_timeout_s=3.0)
+        update = await venue.place(order)
+        live_sim.set_faults(order_timeout_s=None)
+        assert update.status is OrderStatus.FILLED
+        assert venue.resent == 0
+        assert venue.resolved_by_query >= 1
+        events = await journal.events(order.client_id)
+        assert [e["kind"] for e in events][:3] == ["intent", "error", "query"]
+        assert "state unknown" in events[1]["body"]
+        await _no_duplicate(live_sim, client, order.client_id)
+    finally:
+        await slow.aclose()
+
+
+async def test_halted_venue_refuses_entries_but_not_exits(
+    client: RestExchange, journal: OrderJournal, gate: RiskGate, clock: SystemClock
+) -> None:
+    venue = await _venue(client, journal, gate, clock)
+    venue.halt("test")
+    order = entry(gate, await filters_of(client), await mark_price(client), "0.010")
+    update = venue.submit(order)
+    assert update.status is OrderStatus.REJECTED and "halted" in update.reason
+    assert await journal.order(order.client_id) is None  # nothing sent, nothing journalled
+    exit_order = gate.exit_order(SYMBOL, Decimal("0.010"), "exit:stop", clock.time_ns())
+    assert exit_order is not None
+    accepted = venue.submit(exit_order)
+    assert accepted.status is OrderStatus.NEW
+    await venue.drain()
+    row = await journal.order(exit_order.client_id)
+    # Reduce-only with no position: the exchange expires it, but it went out.
+    assert row is not None and row["stage"] in ("done", "rejected")
