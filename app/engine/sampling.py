@@ -6,6 +6,11 @@ and the live engine all go through :class:`BarSampler`, so training never disagr
 
 Event times: a trade's ``T`` (trade time), a bookTicker's ``T`` (transaction time) for its quote,
 and ``E`` (event time) for everything else.
+
+Book features read the order book after the depth event was applied when one is given (and
+synced), else the event's own levels. The two agree for partial depth (``depth<N>@100ms``, the
+engine's default: the event *is* the top of the book); for diff depth only the book is right, so
+the engine and the dataset builder pass the book they rebuilt.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from app.engine.book import OrderBook
 from app.engine.events import AggTrade, BookTicker, DepthUpdate, Event, Kline, MarkPriceUpdate
 from app.engine.features import Bar, FeatureSet
 
@@ -25,12 +31,18 @@ class BarSampler:
 
     __slots__ = ("features", "interval_ms")
 
+    # Levels read from a book for the book features (Binance's partial depths go up to 20).
+    BOOK_LEVELS = 20
+
     def __init__(self, names: Sequence[str], bar_interval_s: int) -> None:
         self.features = FeatureSet(names, bar_interval_s)
         self.interval_ms = bar_interval_s * 1000
 
-    def on_event(self, ev: Event) -> tuple[tuple[Bar, Row], ...]:
-        """Apply one event; return the (bar, row) pairs of the bars it closed, oldest first."""
+    def on_event(self, ev: Event, book: OrderBook | None = None) -> tuple[tuple[Bar, Row], ...]:
+        """Apply one event; return the (bar, row) pairs of the bars it closed, oldest first.
+
+        ``book`` is the symbol's order book with ``ev`` already applied, if the caller keeps one.
+        """
         kind = type(ev)
         if kind is Kline:
             return _NO_ROWS
@@ -55,8 +67,13 @@ class BarSampler:
                 float(b.ask_qty),
             )  # fmt: skip
         elif kind is DepthUpdate:
-            d: DepthUpdate = ev  # type: ignore[assignment]
-            fs.on_depth([float(q) for _, q in d.bids], [float(q) for _, q in d.asks])
+            if book is not None and book.synced:
+                n = self.BOOK_LEVELS
+                bids, asks = book.bids(n), book.asks(n)
+            else:
+                d: DepthUpdate = ev  # type: ignore[assignment]
+                bids, asks = d.bids, d.asks
+            fs.on_depth([float(q) for _, q in bids], [float(q) for _, q in asks])
         elif kind is MarkPriceUpdate:
             fs.on_funding(float(ev.funding_rate))  # type: ignore[union-attr]
         return out

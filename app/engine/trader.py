@@ -205,7 +205,7 @@ class Trader:
             for bar in state.risk_bars.update(t.ts_trade_ms, float(t.price), float(t.qty)):
                 state.on_risk_bar(bar)
         decided = False
-        for bar, row in state.sampler.on_event(ev):
+        for bar, row in state.sampler.on_event(ev, self._books.get(symbol)):
             if state.window.push(row):
                 self._decide(symbol, state, model, bar.open_time_ms + state.sampler.interval_ms)
                 decided = True
