@@ -3,6 +3,7 @@ engine and simulator behind it. Screenshots of each page go to artifacts/screens
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -255,41 +256,77 @@ def _engine_has(stack: dict[str, Any], command: str) -> bool:
     return command in reply.get("result", {})
 
 
-def test_model_upload_shows_the_engines_answer(stack: dict[str, Any], page: Any) -> None:
-    """Until the engine has ``model.add`` its refusal is what the page must show."""
-    ensure_password(stack)
-    panel: PanelHandle = stack["panel"]
-    log_in(page, panel)
-    page.goto(panel.base_url + "/models")
-    model = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
-    page.get_by_label("Model file").set_input_files(str(model))
-    page.get_by_role("button", name="Upload and validate").click()
-    outcome = page.locator("#model-outcome .outcome")
-    outcome.wait_for()
-    text = outcome.inner_text()
-    if _engine_has(stack, "model.add"):
-        assert "accepted" in text, text
-    else:
-        assert "unknown command 'model.add'" in text
-    shot(page, "models-upload")
+def _until(check: Any, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"not true within {timeout_s:.0f} s")
 
 
-def test_model_shadow_and_promote(stack: dict[str, Any], page: Any) -> None:
-    if not (_engine_has(stack, "model.add") and _engine_has(stack, "model.promote")):
-        pytest.skip("the engine has no model.add/model.shadow/model.promote yet")
+def _model_variant(tmp: Path, name: str, **changes: str) -> Path:
+    """The default model with some contract metadata changed (no onnx package needed)."""
+    from app.models.onnxproto import read_header, with_metadata
+
+    data = (Path(__file__).resolve().parents[2] / "models" / "default.onnx").read_bytes()
+    meta = {**dict(read_header(data).metadata), **changes}
+    path = tmp / f"{name}.onnx"
+    path.write_bytes(with_metadata(data, meta))
+    return path
+
+
+def _upload(page: Any, path: Path) -> str:
+    page.get_by_label("Model file").set_input_files(str(path))
+    page.get_by_role("button", name="Upload and validate").click()
+    # The verdict for this file (an earlier upload's stays on the page until it is replaced).
+    outcome = page.locator("#model-outcome .outcome", has_text=path.name)
+    outcome.wait_for(timeout=60_000)
+    text: str = outcome.inner_text()
+    return text
+
+
+def test_broken_uploads_are_refused_and_the_active_model_stays(
+    stack: dict[str, Any], page: Any, tmp_path: Path
+) -> None:
     ensure_password(stack)
     panel: PanelHandle = stack["panel"]
+    sock = stack["data"] / "control.sock"
+    active = ctl.request(sock, "model.list")["result"]["active"]
     log_in(page, panel)
     page.goto(panel.base_url + "/models")
-    model = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
-    page.get_by_label("Model file").set_input_files(str(model))
-    page.get_by_role("button", name="Upload and validate").click()
-    page.locator("#model-outcome .ok").wait_for()
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 300)
+    assert "not an ONNX model" in _upload(page, corrupt)
+    wrong_shape = _model_variant(tmp_path, "wrong-shape", window="8")
+    assert "window x features = 8x10" in _upload(page, wrong_shape)
+    shot(page, "models-refused")
+    assert ctl.request(sock, "model.list")["result"]["active"] == active
+
+
+def test_model_upload_shadow_and_promote(
+    stack: dict[str, Any], page: Any, tmp_path: Path
+) -> None:
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    sock = stack["data"] / "control.sock"
+    log_in(page, panel)
+    page.goto(panel.base_url + "/models")
+    candidate = _model_variant(tmp_path, "candidate", model_version="candidate-browser-test")
+    assert "accepted" in _upload(page, candidate)
     page.reload()
-    page.get_by_role("button", name="shadow").first.click()
-    page.locator("#model-outcome .ok").wait_for()
+    assert "candidate-browser-test" in page.locator("#models-table").inner_text()
+    row = page.locator("#models-table tr", has_text="candidate-browser-test")
+    row.get_by_role("button", name="shadow").click()
+    listing = _until(lambda: (r := ctl.request(sock, "model.list")["result"])["shadow"] and r)
+    shadow_sha = listing["shadow"]
+    assert shadow_sha != listing["active"]
+    page.reload()
     page.get_by_role("button", name="promote").first.click()
-    page.locator("#model-outcome .ok").wait_for()
+    _until(lambda: ctl.request(sock, "model.list")["result"]["active"] == shadow_sha)
+    shot(page, "models-promoted")
+    journal = ctl.request(sock, "journal", {"limit": 50})["result"]
+    assert {"model.add", "model.shadow", "model.promote"} <= {j["cmd"] for j in journal}
 
 
 def test_go_live_guard_rails(stack: dict[str, Any], page: Any) -> None:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from app.admin.render import render
 from app.admin.state import panel_of
 from app.admin.uploads import UploadError, receive_upload
-from app.admin.views.common import check_password, command, form_dict
+from app.admin.views.common import check_password, command, command_done, form_dict
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ async def upload(request: Request) -> Response:
     except (UploadError, ValueError) as exc:
         outcome = {"action": "upload", "ok": False, "error": str(exc)}
         return await render(request, "_model_outcome.html", {"outcome": outcome}, status_code=400)
-    reply = await command(request, "model.add", {"path": str(up.path), "name": up.original_name})
+    reply = await command_done(
+        request, "model.add", {"path": str(up.path), "name": up.original_name}
+    )
     if not reply.ok:
         up.path.unlink(missing_ok=True)  # the engine refused it: nothing keeps a reference
     outcome = {
@@ -84,8 +86,8 @@ async def model_action(request: Request) -> Response:
     if action not in ACTIONS:
         return Response("unknown action", 404)
     form = await form_dict(request)
-    version = form.get("version", "").strip()
-    outcome: dict[str, Any] = {"action": action, "version": version}
+    sha = form.get("sha256", "").strip()
+    outcome: dict[str, Any] = {"action": action, "sha256": sha[:16]}
     if action in NEEDS_PASSWORD:
         problem = await check_password(request, form.get("password", ""))
         if problem:
@@ -93,7 +95,8 @@ async def model_action(request: Request) -> Response:
             return await render(
                 request, "_model_outcome.html", {"outcome": outcome}, status_code=403
             )
-    args = {"version": version} if version else {}
+    # promote and rollback act on the store's own pointers; the others name a model.
+    args = {"sha256": sha} if sha and action in ("activate", "shadow", "delete") else {}
     reply = await command(request, ACTIONS[action], args)
     outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
     return await render(
