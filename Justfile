@@ -43,3 +43,15 @@ ctl *ARGS:
 [positional-arguments]
 test-trixie *ARGS:
     scripts/trixie-chroot.sh "$@"
+
+# The appliance image (root). APPLIANCE_IMAGE_PROFILE: trixie,ci (default) | trixie | noble-rv2.
+image *ARGS:
+    scripts/image-build.sh {{ARGS}}
+
+# Boot the CI image in qemu-system-riscv64 (TCG) and run its checks (builds it if missing).
+image-test:
+    scripts/image-test.sh
+
+# Write the image to a whole disk, after refusals and a typed confirmation.
+flash DEVICE *ARGS:
+    scripts/image-flash.sh {{ARGS}} {{DEVICE}}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Boot the CI image under qemu-system-riscv64 (TCG) and run tests/image/image_checks.py against it
+# (root). `just image-test`. Builds the image first when it is missing (or APPLIANCE_IMAGE_REBUILD=1).
+#
+# The guest's network is QEMU user networking with restrict=on: it reaches nothing but
+#   - 10.0.2.100:9100, forwarded (guestfwd, socat) to the simulator this script starts on the host;
+# and the host reaches it only through
+#   - 127.0.0.1:<free port> -> guest :8080 (the panel; hostfwd),
+#   - a virtio-serial port (Unix socket) for the CI image's test agent (no network at all).
+# The disk is a sparse copy of the built image, larger than it, so first-boot repart has room to
+# grow the root and make the data partition; the built image itself is never written.
+#
+# Environment: as scripts/image-build.sh (APPLIANCE_IMAGE_PROFILE must include `ci`), plus
+#   APPLIANCE_IMAGE_TEST_DISK (overlay size, default 6G), APPLIANCE_IMAGE_TEST_MEM (2G),
+#   APPLIANCE_IMAGE_TEST_SMP (2), APPLIANCE_IMAGE_BOOT_TIMEOUT (900 s),
+#   APPLIANCE_IMAGE_KEEP=1 keeps the VM running after the checks (until Ctrl-C),
+#   APPLIANCE_IMAGE_TEST_ONLY=name,name runs only those checks (after `boot`; for debugging).
+# Logs (serial console, simulator, QEMU) end up in $APPLIANCE_IMAGE_OUT/test-logs/.
+set -euo pipefail
+APPLIANCE_IMAGE_PROFILE=${APPLIANCE_IMAGE_PROFILE:-trixie,ci}
+# shellcheck source=image-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/image-lib.sh"
+[ "$(id -u)" = 0 ] || die "must run as root (mkosi's sandbox)"
+case ",$IMAGE_PROFILE," in *,ci,*) ;; *) die "image-test boots the ci profile (e.g. trixie,ci), not $IMAGE_PROFILE" ;; esac
+
+raw=$IMAGE_OUT/$IMAGE_ID.raw
+if [ ! -e "$raw" ] || [ "${APPLIANCE_IMAGE_REBUILD:-0}" = 1 ]; then
+    "$IMAGE_REPO/scripts/image-build.sh"
+fi
+mapfile -t opts < <(mkosi_opts)
+sandbox() { "$MKOSI" "${opts[@]}" sandbox "$@"; }
+
+py=$IMAGE_REPO/.venv/bin/python
+[ -x "$py" ] || die "no $py: run ./setup.sh first"
+free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# mkosi's sandbox shows the host's /tmp: sockets, logs and the overlay disk live there.
+run=$(mktemp -d /tmp/appliance-image-test.XXXXXX)
+logs=$IMAGE_OUT/test-logs
+sim_pid="" qemu_pid=""
+cleanup() {
+    set +e
+    [ -z "$qemu_pid" ] || { kill -- "-$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null; }
+    [ -z "$sim_pid" ] || { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; }
+    rm -rf "$logs"; mkdir -p "$logs"
+    cp "$run"/*.log "$logs"/ 2>/dev/null
+    rm -rf "$run"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+sim_port=$(free_port)
+panel_port=$(free_port)
+(cd "$IMAGE_REPO" && exec "$py" -m app.cli sim --host 127.0.0.1 --port "$sim_port") >"$run/sim.log" 2>&1 &
+sim_pid=$!
+for _ in $(seq 100); do
+    "$py" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+        "$sim_port" 2>/dev/null && break
+    kill -0 "$sim_pid" 2>/dev/null || { cat "$run/sim.log" >&2; die "the simulator did not start"; }
+    sleep 0.2
+done
+
+# The image's root partition size (GPT), so the check can tell that first boot grew it.
+root_bytes=$("$py" - "$raw" <<'PY'
+import struct, sys, uuid
+ROOT_RISCV64 = uuid.UUID("72ec70a6-cf74-40e6-bd49-4bda08e8f224")  # DPS root, riscv64
+with open(sys.argv[1], "rb") as f:
+    f.seek(512)
+    lba, n, size = struct.unpack("<QII", f.read(92)[72:88])
+    f.seek(lba * 512)
+    for _ in range(n):
+        e = f.read(size)
+        if uuid.UUID(bytes_le=e[:16]) == ROOT_RISCV64:
+            first, last = struct.unpack("<QQ", e[32:48])
+            print((last - first + 1) * 512)
+            break
+    else:
+        print(0)
+PY
+)
+
+# A sparse copy of the image, made larger (the tools tree has no qemu-img for a qcow2 overlay).
+cp --sparse=always "$raw" "$run/disk.raw"
+truncate -s "${APPLIANCE_IMAGE_TEST_DISK:-6G}" "$run/disk.raw"
+
+start=$SECONDS
+log "booting $raw (sim on 127.0.0.1:$sim_port, panel on 127.0.0.1:$panel_port, logs in $logs)"
+setsid "$MKOSI" "${opts[@]}" sandbox qemu-system-riscv64 \
+    -machine virt -cpu rv64 -m "${APPLIANCE_IMAGE_TEST_MEM:-2G}" -smp "${APPLIANCE_IMAGE_TEST_SMP:-2}" \
+    -accel tcg,thread=multi \
+    -bios default -kernel /usr/lib/u-boot/qemu-riscv64_smode/uboot.elf \
+    -drive file="$run/disk.raw",if=none,format=raw,id=hd0,discard=unmap \
+    -device virtio-blk-device,drive=hd0 \
+    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$panel_port-:8080,guestfwd=tcp:10.0.2.100:9100-cmd:socat - TCP:127.0.0.1:$sim_port" \
+    -device virtio-net-device,netdev=n0 \
+    -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-device,rng=rng0 \
+    -device virtio-serial-device \
+    -chardev socket,id=agent,path="$run/agent.sock",server=on,wait=off \
+    -device virtserialport,chardev=agent,name=org.appliance.test \
+    -display none -monitor none -serial file:"$run/serial.log" \
+    >"$run/qemu.log" 2>&1 &
+qemu_pid=$!
+for _ in $(seq 60); do [ -S "$run/agent.sock" ] && break; sleep 1; done
+[ -S "$run/agent.sock" ] || { cat "$run/qemu.log" >&2; die "QEMU did not start"; }
+
+rc=0
+"$py" "$IMAGE_REPO/tests/image/image_checks.py" --agent "$run/agent.sock" \
+    --panel "http://127.0.0.1:$panel_port" --serial-log "$run/serial.log" \
+    --model "$IMAGE_REPO/models/default.onnx" --image-root-bytes "$root_bytes" \
+    --boot-timeout "${APPLIANCE_IMAGE_BOOT_TIMEOUT:-900}" --diagnostics "$run/guest.log" \
+    --only "${APPLIANCE_IMAGE_TEST_ONLY:-}" || rc=$?
+log "image-test took $((SECONDS - start))s after the build; logs in $logs"
+if [ "${APPLIANCE_IMAGE_KEEP:-0}" = 1 ]; then
+    log "VM kept: panel http://127.0.0.1:$panel_port, agent $run/agent.sock; Ctrl-C ends it"
+    wait "$qemu_pid" || true
+fi
+exit "$rc"

@@ -1,0 +1,481 @@
+"""The checks of ``just image-test``, run on the host against the booted image.
+
+Not a pytest module: ``scripts/image-test.sh`` builds (if needed) and boots the image under
+qemu-system-riscv64, starts the simulator on the host, then runs this file. Each check prints one
+line (``PASS name: detail`` or ``FAIL name: detail``); the last line is ``N passed, M failed`` and
+the exit status is 1 when anything failed. A check that cannot run because an earlier one failed
+fails too (never skipped).
+
+Two ways in: the panel through QEMU's forwarded port (as a browser would use it), and the CI
+image's test agent, a root shell over a virtio-serial port (``/usr/lib/appliance/test-agent``,
+only in the ``ci`` profile), for what only the inside can tell (services, sysctl, partitions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SETUP_CODE_RE = re.compile(r"APPLIANCE SETUP CODE: ([A-Z0-9]{4}-[A-Z0-9]{4})")
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+TEST_PASSWORD = "image-test-password-1"  # a throw-away VM's panel
+
+
+class Agent:
+    """Client of the guest's test agent: JSON lines over QEMU's virtio-serial Unix socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._id = 0
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(self.path))
+            self._sock = sock
+        return self._sock
+
+    def run(self, cmd: str, timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run ``cmd`` with /bin/sh in the guest as root: (exit status, stdout, stderr)."""
+        sock = self._connect()
+        self._id += 1
+        req = {"id": self._id, "cmd": cmd, "timeout": timeout}
+        sock.sendall(json.dumps(req).encode() + b"\n")
+        deadline = time.monotonic() + timeout + 10
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                reply = json.loads(line)
+                if reply.get("id") == self._id:
+                    return int(reply["rc"]), str(reply["out"]), str(reply["err"])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"agent: no answer to {cmd!r}")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                self._sock = None
+                raise ConnectionError("agent: connection closed")
+            self._buf += chunk
+
+    def ok(self, cmd: str, timeout: float = 60.0) -> str:
+        """Run ``cmd``; its stdout, or an AssertionError with its stderr when it fails."""
+        rc, out, err = self.run(cmd, timeout)
+        if rc != 0:
+            raise AssertionError(f"`{cmd}` exited {rc}: {(err or out).strip()[-400:]}")
+        return out
+
+    def wait_ready(self, timeout: float) -> float:
+        """Seconds until the agent answered (the guest is up to multi-user)."""
+        start = time.monotonic()
+        while True:
+            try:
+                self.run("true", timeout=10)
+                return time.monotonic() - start
+            except (OSError, TimeoutError, ConnectionError, ValueError):
+                self._sock = None
+                if time.monotonic() - start > timeout:
+                    raise
+                time.sleep(2)
+
+
+@dataclass
+class Context:
+    """What the checks share: the ways in, and what earlier checks learnt."""
+
+    agent: Agent
+    panel: str
+    serial_log: Path
+    model: Path
+    boot_timeout: float
+    facts: dict[str, Any] = field(default_factory=dict)
+    http: httpx.Client = field(
+        default_factory=lambda: httpx.Client(timeout=60.0, follow_redirects=False)
+    )
+
+    def ctl(self, command: str) -> dict[str, Any]:
+        """``appliance ctl COMMAND`` in the guest (as root, through the control socket)."""
+        out = self.agent.ok(f"appliance --data-dir /var/lib/appliance ctl {command}")
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def csrf(self, path: str) -> str:
+        page = self.http.get(self.panel + path)
+        found = CSRF_RE.search(page.text)
+        if not found:
+            raise AssertionError(f"GET {path}: {page.status_code}, no csrf_token in the page")
+        return found.group(1)
+
+
+@dataclass
+class Report:
+    passed: int = 0
+    failed: int = 0
+
+    def check(self, name: str, fn: Callable[[], str]) -> bool:
+        start = time.monotonic()
+        try:
+            detail = fn()
+        except Exception as exc:  # every failure is reported, none ends the run
+            self.failed += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
+            return False
+        self.passed += 1
+        print(f"PASS {name}: {detail} ({time.monotonic() - start:.1f}s)", flush=True)
+        return True
+
+
+def wait_for(what: str, fn: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
+    """Poll ``fn`` until it returns something truthy; AssertionError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+            last = value
+        except (AssertionError, OSError, ValueError, httpx.HTTPError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last})")
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def check_boot(ctx: Context) -> str:
+    seconds = ctx.agent.wait_ready(ctx.boot_timeout)
+    state = ctx.agent.run("systemctl is-system-running --wait", timeout=300)[1].strip()
+    failed = ctx.agent.run("systemctl --failed --no-legend --plain")[1].strip()
+    ctx.facts["boot_s"] = seconds
+    if failed:
+        raise AssertionError(f"system {state}; failed units: {failed.replace(chr(10), '; ')}")
+    return f"agent answered after {seconds:.0f}s of waiting; system {state}"
+
+
+def check_setup_code(ctx: Context) -> str:
+    def from_console() -> str | None:
+        text = ctx.serial_log.read_text(errors="replace") if ctx.serial_log.exists() else ""
+        found = SETUP_CODE_RE.search(text)
+        return found.group(1) if found else None
+
+    code: str = wait_for("setup code on the serial console", from_console, 120)
+    stored = ctx.agent.ok("cat /var/lib/appliance-panel/setup-code").strip()
+    esp = ctx.agent.ok(
+        "cat \"$(bootctl --print-esp-path)/appliance-setup-code.txt\""
+    )
+    mode = ctx.agent.ok("stat -c '%a %U' /var/lib/appliance-panel/setup-code").strip()
+    if stored != code or code not in esp:
+        raise AssertionError(f"console {code}, file {stored!r}, ESP {esp!r}")
+    if mode != "600 appliance-panel":
+        raise AssertionError(f"setup-code is {mode}, want 600 appliance-panel")
+    ctx.facts["setup_code"] = code
+    return f"{code[:2]}..-.... on the console, in setup-code ({mode}) and on the ESP"
+
+
+def check_services(ctx: Context) -> str:
+    units = ["appliance-engine", "appliance-panel", "nftables", "systemd-networkd",
+             "systemd-resolved", "appliance-firstboot"]
+    states = {u: ctx.agent.run(f"systemctl is-active {u}")[1].strip() for u in units}
+    bad = {u: s for u, s in states.items() if s != "active"}
+    if bad:
+        raise AssertionError(f"not active: {bad}")
+    timesync = ctx.agent.run("systemctl is-enabled systemd-timesyncd")[1].strip()
+    if timesync != "disabled":
+        raise AssertionError(f"systemd-timesyncd is {timesync} in the CI image (want disabled)")
+    return "engine, panel, nftables, networkd, resolved active; timesyncd disabled (CI)"
+
+
+def check_engine_paper_sim(ctx: Context) -> str:
+    def recording() -> dict[str, Any] | None:
+        status = ctx.ctl("status")
+        return status if status["recorder"]["frames"] > 0 and status["messages"] > 0 else None
+
+    status: dict[str, Any] = wait_for("engine receiving and recording", recording, 300, 5)
+    if status["mode"] != "paper":
+        raise AssertionError(f"mode {status['mode']!r}, want paper")
+    if status["exchange"] != "http://10.0.2.100:9100":
+        raise AssertionError(f"exchange {status['exchange']!r}, want the host's simulator")
+    files = ctx.agent.ok("ls /var/lib/appliance/market").split()
+    ctx.facts["frames"] = status["recorder"]["frames"]
+    return (f"mode paper, exchange {status['exchange']}, {status['messages']} msgs, "
+            f"{status['recorder']['frames']} frames recorded in {files}")
+
+
+def check_network_restricted(ctx: Context) -> str:
+    probe = ("python3 -c 'import socket,sys; h,p=sys.argv[1],int(sys.argv[2]);"
+             "socket.create_connection((h,p),timeout=5); print(\"open\")' {} {}")
+    # guestfwd accepts any connection itself; only an HTTP answer proves the simulator is there.
+    ping = ("python3 -c 'import urllib.request as u;"
+            "print(u.urlopen(\"http://10.0.2.100:9100/fapi/v1/time\", timeout=10).read()[:60])'")
+    sim = ctx.agent.run(ping, timeout=30)
+    if sim[0] != 0:
+        raise AssertionError(f"the simulator at 10.0.2.100:9100 does not answer: {sim[2][-200:]}")
+    reached = []
+    for host, port in (("10.0.2.2", 22), ("10.0.2.2", 80), ("192.0.2.1", 80), ("10.0.2.3", 53)):
+        rc, out, _ = ctx.agent.run(probe.format(host, port), timeout=30)
+        if rc == 0 and "open" in out:
+            reached.append(f"{host}:{port}")
+    if reached:
+        raise AssertionError(f"the guest reached {reached}")
+    return "10.0.2.100:9100 (simulator) reachable; host, gateway, DNS and outside are not"
+
+
+def check_sysctl(ctx: Context) -> str:
+    text = ctx.agent.ok("cat /usr/lib/sysctl.d/60-appliance.conf")
+    wanted = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", ";")) and "=" in line:
+            key, value = (s.strip() for s in line.split("=", 1))
+            wanted[key] = value
+    if not wanted:
+        raise AssertionError("no settings in 60-appliance.conf")
+    wrong = {}
+    for key, value in wanted.items():
+        got = ctx.agent.ok(f"cat /proc/sys/{key.replace('.', '/')}").strip()
+        if got.split() != value.split():
+            wrong[key] = (got, value)
+    if wrong:
+        raise AssertionError(f"not in effect (got, want): {wrong}")
+    return f"{len(wanted)} settings in effect: " + ", ".join(f"{k}={v}" for k, v in wanted.items())
+
+
+def check_partitions(ctx: Context) -> str:
+    out = ctx.agent.ok("findmnt -rno SOURCE,SIZE,FSTYPE /var/lib/appliance; "
+                       "findmnt -rno SOURCE,SIZE / ; lsblk -bnro NAME,SIZE,PARTLABEL")
+    lines = out.splitlines()
+    data = lines[0].split() if lines else []
+    root = lines[1].split() if len(lines) > 1 else []
+    if len(data) < 3 or data[2] != "ext4" or data[0] == root[0]:
+        raise AssertionError(f"/var/lib/appliance is not its own ext4 partition: {out.strip()}")
+    size = int(ctx.agent.ok("df -B1 --output=size / | tail -1").strip())
+    image_root = int(ctx.facts.get("image_root_bytes", 0))
+    if image_root and size <= image_root:
+        raise AssertionError(f"root file system {size} B not grown beyond the image's {image_root}")
+    return f"/ {root[1] if len(root) > 1 else '?'} (grown), /var/lib/appliance {data[0]} {data[1]}"
+
+
+def check_firewall(ctx: Context) -> str:
+    rules = ctx.agent.ok("nft list chain inet appliance input")
+    if "policy drop" not in rules or "8080" not in rules:
+        raise AssertionError(f"unexpected input chain: {rules[:300]}")
+    return "input policy drop; LAN may reach 22, 8080; DHCP, mDNS, ICMP"
+
+
+def check_mdns(ctx: Context) -> str:
+    out = ctx.agent.ok("resolvectl mdns; resolvectl status | grep -i 'mDNS\\|MulticastDNS'")
+    if "yes" not in out.lower():
+        raise AssertionError(f"mDNS not on: {out.strip()}")
+    host = ctx.agent.ok("hostname").strip()
+    return f"resolved answers {host}.local (MulticastDNS=yes on the wired link)"
+
+
+def check_panel_reads_wal(ctx: Context) -> str:
+    # The panel's sandbox, as its unit has it, reading the engine's WAL database read-only.
+    props = ("-p User=appliance-panel -p Group=appliance -p ProtectSystem=strict "
+             "-p PrivateUsers=yes -p NoNewPrivileges=yes")
+    code = ("import sqlite3; c = sqlite3.connect('file:/var/lib/appliance-panel/trading.db"
+            "?mode=ro', uri=True); print(c.execute('pragma journal_mode').fetchone()[0],"
+            " c.execute('select count(*) from sqlite_master').fetchone()[0])")
+    out = ctx.agent.ok(f"systemd-run --quiet --wait --pipe {props} python3 -c {shlex.quote(code)}")
+    modes = ctx.agent.ok(
+        "stat -c '%n %a %U:%G' /var/lib/appliance/trading.db* | paste -sd';'"
+    ).strip()
+    return f"journal_mode, tables = {out.strip()} while the engine writes; {modes}"
+
+
+def check_security_scores(ctx: Context) -> str:
+    scores = {}
+    for unit in ("appliance-engine", "appliance-panel"):
+        out = ctx.agent.run(f"systemd-analyze security --no-pager {unit}.service | tail -1")[1]
+        found = re.search(r"exposure level for \S+: ([0-9.]+) (\w+)", out)
+        scores[unit] = f"{found.group(1)} {found.group(2)}" if found else out.strip()
+    ctx.facts["security"] = scores
+    worst = max(float(s.split()[0]) for s in scores.values() if s[:1].isdigit())
+    if worst > 3.0:
+        raise AssertionError(f"exposure above 3.0: {scores}")
+    return f"systemd-analyze security: {scores}"
+
+
+def check_onnxruntime_mdwe(ctx: Context) -> str:
+    # The default model's golden vectors, reproduced on riscv64 under the engine's own
+    # MemoryDenyWriteExecute=yes and system-call filter.
+    props = ("-p User=appliance -p Group=appliance -p MemoryDenyWriteExecute=yes "
+             "-p SystemCallFilter=@system-service -p NoNewPrivileges=yes")
+    code = ("from app.engine.inference import load_model; "
+            "m = load_model('/usr/share/appliance/models/default.onnx'); "
+            "print(m.contract.model_version)")
+    out = ctx.agent.ok(
+        f"systemd-run --quiet --wait --pipe {props} python3 -c {shlex.quote(code)}", timeout=300
+    )
+    return f"default model {out.strip()} loaded, golden vectors reproduced, MDWE on"
+
+
+def check_panel_answers(ctx: Context) -> str:
+    def answer() -> httpx.Response | None:
+        r = ctx.http.get(ctx.panel + "/")
+        return r if r.status_code < 500 else None
+
+    r: httpx.Response = wait_for("panel answers on the forwarded port", answer, 180, 3)
+    return f"GET / -> {r.status_code} {r.headers.get('location', '')}"
+
+
+def check_set_password(ctx: Context) -> str:
+    code = ctx.facts.get("setup_code")
+    if not code:
+        raise AssertionError("no setup code (see the setup-code check)")
+    token = ctx.csrf("/setup")
+    r = ctx.http.post(ctx.panel + "/setup", data={
+        "csrf_token": token, "code": code, "password": TEST_PASSWORD, "confirm": TEST_PASSWORD,
+    })
+    if r.status_code >= 400:
+        raise AssertionError(f"POST /setup -> {r.status_code}: {r.text[:300]}")
+    if ctx.agent.run("test -e /var/lib/appliance-panel/setup-code")[0] == 0:
+        raise AssertionError("the setup code was not consumed")
+    return f"POST /setup -> {r.status_code}; setup code consumed"
+
+
+def check_login(ctx: Context) -> str:
+    ctx.http.cookies.clear()
+    token = ctx.csrf("/login")
+    r = ctx.http.post(ctx.panel + "/login", data={"csrf_token": token, "password": TEST_PASSWORD})
+    if r.status_code >= 400:
+        raise AssertionError(f"POST /login -> {r.status_code}: {r.text[:300]}")
+    home = ctx.http.get(ctx.panel + "/")
+    if home.status_code != 200:
+        raise AssertionError(f"after login GET / -> {home.status_code} {home.headers}")
+    return f"POST /login -> {r.status_code}; GET / -> 200"
+
+
+def check_model_upload(ctx: Context) -> str:
+    token = ctx.csrf("/models")
+    headers = {"X-CSRF-Token": token, "HX-Request": "true"}
+    with ctx.model.open("rb") as fh:
+        r = ctx.http.post(ctx.panel + "/models/upload", headers=headers,
+                          files={"model": ("image-test.onnx", fh, "application/octet-stream")})
+    if r.status_code != 200 or "accepted" not in r.text:
+        raise AssertionError(f"upload -> {r.status_code}: {re.sub(r'<[^>]+>', ' ', r.text)[:400]}")
+    pre = re.search(r"<pre[^>]*>(.*?)</pre>", r.text, re.S)
+    answer = json.loads(html.unescape(pre.group(1))) if pre else {}
+    sha = answer.get("added", {}).get("sha256", "")
+    if not sha or answer.get("validation", {}).get("ok") is not True:
+        raise AssertionError(f"no sha256 or no passed validation in the answer: {answer}")
+    version = str(sha)
+    # The models page's buttons post the stored model's sha256.
+    r = ctx.http.post(ctx.panel + "/models/activate", headers=headers,
+                      data={"sha256": version, "csrf_token": token})
+    if r.status_code != 200 or "accepted" not in r.text:
+        detail = re.sub(r"<[^>]+>|\s+", " ", r.text.replace("&#34;", '"'))[:300]
+        raise AssertionError(f"uploaded and validated, but activate {version[:12]} -> "
+                             f"{r.status_code}: {detail}")
+    listing = ctx.ctl("model.list")
+    if listing.get("active") != version and version not in json.dumps(listing.get("active")):
+        raise AssertionError(f"model.list's active model is not {version[:12]}: {listing}")
+    return f"uploaded, validated (golden vectors on riscv64) and activated {version[:12]}"
+
+
+def check_kill_restart(ctx: Context) -> str:
+    before = ctx.agent.ok("systemctl show -P MainPID -P NRestarts appliance-engine").split()
+    frames_before = ctx.ctl("status")["recorder"]["frames"]
+    ctx.agent.ok("systemctl kill -s KILL appliance-engine")
+
+    def restarted() -> list[str] | None:
+        now = ctx.agent.ok("systemctl show -P MainPID -P NRestarts -P ActiveState "
+                           "appliance-engine").split()
+        return now if now[0] not in ("0", before[0]) and now[2] == "active" else None
+
+    after: list[str] = wait_for("engine restarted by systemd", restarted, 300, 3)
+
+    def resumed() -> int | None:
+        frames = int(ctx.ctl("status")["recorder"]["frames"])
+        return frames if frames > 0 else None
+
+    frames_after = wait_for("engine recording again", resumed, 300, 5)
+    return (f"pid {before[0]} killed; pid {after[0]} up (NRestarts {before[1]} -> {after[1]}); "
+            f"recording again ({frames_before} frames before, {frames_after} since restart)")
+
+
+def dump_diagnostics(agent: Agent, path: Path) -> None:
+    """The guest's view for a post-mortem: unit states and our units' journal."""
+    cmds = [
+        "systemctl --no-pager status appliance-engine appliance-panel appliance-firstboot",
+        "journalctl --no-pager -b -o short-monotonic -u appliance-engine -u appliance-panel "
+        "-u appliance-firstboot -u systemd-repart -n 400",
+        "ls -la /var/lib/appliance /var/lib/appliance-panel; findmnt; lsblk",
+        "systemd-analyze security --no-pager appliance-engine.service appliance-panel.service",
+        "systemd-analyze blame --no-pager | head -30; systemd-analyze --no-pager",
+    ]
+    with path.open("w") as out:
+        for cmd in cmds:
+            try:
+                rc, stdout, stderr = agent.run(cmd, timeout=120)
+            except (OSError, TimeoutError, ValueError) as exc:
+                rc, stdout, stderr = -1, "", str(exc)
+            out.write(f"$ {cmd}  (exit {rc})\n{stdout}{stderr}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agent", type=Path, required=True, help="QEMU's virtio-serial socket")
+    parser.add_argument("--panel", required=True, help="the panel's forwarded URL")
+    parser.add_argument("--serial-log", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True, help="an ONNX model to upload")
+    parser.add_argument("--image-root-bytes", type=int, default=0)
+    parser.add_argument("--boot-timeout", type=float, default=900.0)
+    parser.add_argument("--diagnostics", type=Path, help="write the guest's journal here")
+    parser.add_argument("--only", default="", help="comma-separated check names (debugging)")
+    ns = parser.parse_args(argv)
+    ctx = Context(Agent(ns.agent), ns.panel.rstrip("/"), ns.serial_log, ns.model, ns.boot_timeout)
+    ctx.facts["image_root_bytes"] = ns.image_root_bytes
+    report = Report()
+    booted = report.check("boot", lambda: check_boot(ctx))
+    checks: list[tuple[str, Callable[[Context], str]]] = [
+        ("setup-code", check_setup_code),
+        ("services", check_services),
+        ("engine-paper-sim", check_engine_paper_sim),
+        ("network-restricted", check_network_restricted),
+        ("sysctl", check_sysctl),
+        ("partitions", check_partitions),
+        ("firewall", check_firewall),
+        ("mdns", check_mdns),
+        ("panel-reads-wal", check_panel_reads_wal),
+        ("security-scores", check_security_scores),
+        ("onnxruntime-mdwe", check_onnxruntime_mdwe),
+        ("panel-answers", check_panel_answers),
+        ("panel-set-password", check_set_password),
+        ("panel-login", check_login),
+        ("panel-model-upload", check_model_upload),
+        ("engine-sigkill-restart", check_kill_restart),
+    ]
+    only = {n for n in ns.only.split(",") if n}
+    for name, fn in checks:
+        if only and name not in only:
+            continue
+        if booted:
+            report.check(name, lambda fn=fn: fn(ctx))  # type: ignore[misc]
+        else:
+            report.check(name, lambda: (_ for _ in ()).throw(AssertionError("guest not up")))
+    if ns.diagnostics is not None and booted:
+        dump_diagnostics(ctx.agent, ns.diagnostics)
+    print(f"{report.passed} passed, {report.failed} failed", flush=True)
+    return 0 if report.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
