@@ -20,7 +20,6 @@ the last :data:`HISTORY_MAX` pointer changes, for the panel.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from typing import Any
 
 from app.clock import Clock
 from app.errors import ModelError
+from app.store.files import fsync_dir, sha256_file
 
 STATE_FILE = "store.json"
 HISTORY_MAX = 200
@@ -93,22 +93,6 @@ class StoreState:
         )
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ModelStore:
     """The store in ``root``; every method is blocking (call it via ``asyncio.to_thread``).
 
@@ -167,7 +151,7 @@ class ModelStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.root / STATE_FILE)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._state = state
         return state
 

@@ -8,7 +8,6 @@ leaves either the original or a complete verified backup, never neither.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.store import db, rawlog, weeks
+from app.store.files import fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -36,34 +36,18 @@ class BackupResult:
     original_deleted: bool
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _compress_verified(plain: Path, dst: Path) -> BackupResult:
     """Compress ``plain`` to ``dst`` and prove the result before it appears under its name."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
-    expected = _sha256(plain)
+    expected = sha256_file(plain)
     rawlog.compress_file(plain, tmp)
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
     with tempfile.TemporaryDirectory(prefix="verify-", dir=dst.parent) as scratch:
         copy = Path(scratch) / plain.name
         rawlog.decompress_file(tmp, copy)
-        actual = _sha256(copy)
+        actual = sha256_file(copy)
         if actual != expected:
             tmp.unlink(missing_ok=True)
             raise BackupError(f"{dst.name}: decompressed copy differs from the source")
@@ -72,7 +56,7 @@ def _compress_verified(plain: Path, dst: Path) -> BackupResult:
             tmp.unlink(missing_ok=True)
             raise BackupError(f"{dst.name}: integrity_check failed on the copy: {message}")
     tmp.replace(dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
     return BackupResult(plain, dst, plain.stat().st_size, dst.stat().st_size, expected, False)
 
 
@@ -96,7 +80,7 @@ def backup_market_week(path: Path, backup_dir: Path) -> BackupResult:
     path.unlink()
     for suffix in ("-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     log.info(
         "backed up %s: %d -> %d bytes, original deleted",
         path.name,

@@ -9,7 +9,8 @@ import pytest
 
 from app.clock import ManualClock
 from app.errors import ModelError
-from app.models.store import ModelStore, StoreState, sha256_file
+from app.models.store import ModelStore, StoreState
+from app.store.files import sha256_file
 from tests.models.support import DEFAULT, variant
 
 
