@@ -27,7 +27,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
-    pytest.skip("no /usr/bin/chromium (run .ci/install-browser.sh)", allow_module_level=True)
+    pytest.skip("no /usr/bin/chromium (run scripts/install-browser.sh)", allow_module_level=True)
 
 # Chromium must not try the network (it stalls here): no QUIC, no background fetches.
 CHROMIUM_ARGS = [
@@ -192,8 +192,7 @@ def _has_equity_table(data: Path) -> bool:
 def test_pnl_page_shows_the_engines_equity_curve(stack: dict[str, Any], page: Any) -> None:
     ensure_password(stack)
     data: Path = stack["data"]
-    if not _has_equity_table(data):
-        pytest.skip("this engine does not create the equity table yet (decision loop not wired)")
+    assert _has_equity_table(data), "the engine's trading database has no equity table"
     try:
         wait_for(
             "equity points",
@@ -330,8 +329,7 @@ def test_model_upload_shadow_and_promote(
 
 
 def test_go_live_guard_rails(stack: dict[str, Any], page: Any) -> None:
-    if not (_engine_has(stack, "mode.preflight") and _engine_has(stack, "mode.set")):
-        pytest.skip("the engine has no mode.preflight/mode.set yet")
+    assert _engine_has(stack, "mode.preflight") and _engine_has(stack, "mode.set")
     ensure_password(stack)
     panel: PanelHandle = stack["panel"]
     log_in(page, panel)
