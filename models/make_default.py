@@ -19,9 +19,9 @@ What it does, each step with the engine's own code so training sees what the eng
 4. Fits an L2-regularised logistic regression with numpy (Newton's method) on the first 70 % of
    each segment and reports AUC, accuracy and Brier score on the last 30 % (chronological split).
 5. Builds the ONNX graph (opset 17, IR 8, so onnxruntime 1.17+ loads it) with the standard scaler
-   and a clip to ±5 in the graph, embeds the contract (``app.engine.model_contract``) with golden
-   vectors, loads the result with the engine's own :func:`load_model` as a self-test, and writes
-   it. Same seed and arguments, same bytes.
+   and a clip to ±5 folded into it (4 nodes, flat input), embeds the contract
+   (``app.engine.model_contract``) with golden vectors, loads the result with the engine's own
+   :func:`load_model` as a self-test, and writes it. Same seed and arguments, same bytes.
 
 The simulator's price is a random walk: there is nothing to predict, and the figures say so. The
 model demonstrates the pipeline, not an edge.
@@ -63,6 +63,7 @@ from app.sim.market import SymbolMarket  # noqa: E402
 from app.sim.symbols import spec_for  # noqa: E402
 
 F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
 
 FEATURES: tuple[str, ...] = (
     "logret_1",
@@ -185,12 +186,30 @@ class Fit:
     weights: npt.NDArray[np.float32]  # (window * features, 1)
     bias: npt.NDArray[np.float32]  # (1,)
 
+    def folded(self) -> tuple[F32, F32, F32, F32]:
+        """``(low, high, weights, bias)`` as the graph holds them, float32.
+
+        The scaler folds into the linear layer and the ±CLIP on scaled values becomes a clip to
+        per-feature raw bounds (``mean ± CLIP / inv_scale``, the same cut as ``inv_scale > 0``), so
+        the graph is clip → Gemm → Sigmoid: onnxruntime pays a fixed cost per node, and on the
+        board that cost is most of a small model's latency.
+        """
+        mean = self.mean.astype(np.float64)
+        inv = self.inv_scale.astype(np.float64)
+        low = np.tile(mean - CLIP / inv, WINDOW).astype(np.float32)
+        high = np.tile(mean + CLIP / inv, WINDOW).astype(np.float32)
+        w = self.weights.astype(np.float64)[:, 0]
+        inv_flat, mean_flat = np.tile(inv, WINDOW), np.tile(mean, WINDOW)
+        weights = (w * inv_flat).astype(np.float32).reshape(-1, 1)
+        bias = np.asarray([self.bias[0] - np.dot(w * inv_flat, mean_flat)], dtype=np.float32)
+        return low, high, weights, bias
+
     def predict(self, x: F64) -> F64:
         """The graph's computation in float64 on float32 inputs: the golden reference."""
-        x32 = x.astype(np.float32).astype(np.float64)
-        z = np.clip((x32 - self.mean) * self.inv_scale.astype(np.float64), -CLIP, CLIP)
-        flat = z.reshape(len(x), -1)
-        return _sigmoid(flat @ self.weights.astype(np.float64)[:, 0] + float(self.bias[0]))
+        low, high, weights, bias = (a.astype(np.float64) for a in self.folded())
+        flat = x.astype(np.float32).astype(np.float64).reshape(len(x), -1)
+        z = np.minimum(np.maximum(flat, low), high)
+        return _sigmoid(z @ weights[:, 0] + float(bias[0]))
 
 
 def train(data: Samples) -> Fit:
@@ -252,29 +271,26 @@ def metrics(p: F64, y: F64) -> dict[str, float]:
 
 
 def build_graph(fit: Fit, metadata: dict[str, str]) -> onnx.ModelProto:
-    """window [1, W, F] → (x - mean) * inv_scale → clip ±5 → flatten → x·w + b → sigmoid [1, 1]."""
-    n_feat = len(FEATURES)
+    """window [1, W·F] → max(low) → min(high) → x·w + b → sigmoid [1, 1]: 4 nodes (see
+    :meth:`Fit.folded`)."""
+    n_in = WINDOW * len(FEATURES)
+    low, high, weights, bias = fit.folded()
     inits = [
-        numpy_helper.from_array(fit.mean.reshape(1, 1, n_feat), "mean"),
-        numpy_helper.from_array(fit.inv_scale.reshape(1, 1, n_feat), "inv_scale"),
-        numpy_helper.from_array(np.asarray(-CLIP, dtype=np.float32), "clip_min"),
-        numpy_helper.from_array(np.asarray(CLIP, dtype=np.float32), "clip_max"),
-        numpy_helper.from_array(np.asarray([1, WINDOW * n_feat], dtype=np.int64), "flat_shape"),
-        numpy_helper.from_array(fit.weights, "weights"),
-        numpy_helper.from_array(fit.bias, "bias"),
+        numpy_helper.from_array(low.reshape(1, n_in), "clip_low"),
+        numpy_helper.from_array(high.reshape(1, n_in), "clip_high"),
+        numpy_helper.from_array(weights, "weights"),
+        numpy_helper.from_array(bias, "bias"),
     ]
     nodes = [
-        helper.make_node("Sub", [INPUT_NAME, "mean"], ["centred"]),
-        helper.make_node("Mul", ["centred", "inv_scale"], ["scaled"]),
-        helper.make_node("Clip", ["scaled", "clip_min", "clip_max"], ["clipped"]),
-        helper.make_node("Reshape", ["clipped", "flat_shape"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "weights", "bias"], ["logit"]),
+        helper.make_node("Max", [INPUT_NAME, "clip_low"], ["above_low"]),
+        helper.make_node("Min", ["above_low", "clip_high"], ["clipped"]),
+        helper.make_node("Gemm", ["clipped", "weights", "bias"], ["logit"]),
         helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]),
     ]
     graph = helper.make_graph(
         nodes,
         "default_logreg",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, WINDOW, n_feat])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, n_in])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 1])],
         inits,
     )
@@ -336,7 +352,7 @@ def make(seed: int, segment_minutes: int, out: Path) -> bytes:
         features=FEATURES,
         window=WINDOW,
         bar_interval_s=BAR_INTERVAL_S,
-        layout=Layout.WINDOW,
+        layout=Layout.FLAT,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
         scaler=None,

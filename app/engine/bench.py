@@ -4,16 +4,20 @@ Each message goes decode → book → features → (inference → signal → ris
 hand-off to the recorder, exactly through the engine's own objects (:class:`MarketData`,
 :class:`Trader`, :class:`RiskGate`, :class:`PaperExchange`, :class:`RecordingSink`); only the
 recorder's disk write is left out (its queue is emptied between passes). Latency is per message,
-from the frame in hand to the decision made, measured with ``perf_counter_ns``.
+from the frame in hand to the decision made, measured with ``perf_counter_ns``. The collector is
+tuned and start-up objects frozen as the engine does (:mod:`app.engine.gcpolicy`).
 
 The recording is looped until ``--messages`` have been measured. Books, account, gate and orders
-are reset on every pass (the recording's depth sequence restarts, so books resync from the
-snapshots); the features run on across passes, on timestamps shifted by the recording's span, so
-the model's windows fill once and stay full. Messages before the first decision are warm-up and
-are not counted.
+are reset on every pass: diff-depth books resync from the recording's REST snapshots, fetched by
+the engine's own snapshot task between messages (untimed, as on the event loop), and the result
+says in how many passes every book was in sync at the end. The features run on across passes, on
+timestamps shifted by the recording's span, so the model's windows fill once and stay full.
+Messages before the first decision are warm-up and are not counted.
 
-``--decide event`` (the default) runs inference on every message once the window is full, the
-worst case; ``--decide bar`` decides only at bar closes, as the contract does in production.
+``--decide bar`` (the default) decides at bar closes, as the model contract defines a decision
+and the engine runs; ``--decide event`` runs inference on every message once the window is full
+(on the window as of the last close, which only changes at closes: the worst case, not a mode the
+engine has).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import msgspec
 
 from app.clock import ManualClock
 from app.config import ExchangeConfig, FeedConfig, PaperConfig, RiskConfig, StoreConfig
+from app.engine import gcpolicy
 from app.engine.book import OrderBook
 from app.engine.decode import decode_depth_snapshot
 from app.engine.events import DepthSnapshot, Event
@@ -163,7 +168,14 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
     risk_cfg, paper_cfg = RiskConfig(), PaperConfig()
     books: dict[str, OrderBook] = {}
     trader = Trader(
-        symbols, clock, slot, None, None, filters, books, lambda: True,  # type: ignore[arg-type]
+        symbols,
+        clock,
+        slot,
+        None,  # type: ignore[arg-type]  # attached per pass, below
+        None,  # type: ignore[arg-type]
+        filters,
+        books,
+        lambda: True,
         decide_every_event=ns.decide == "event",
     )
     market_ref: list[MarketData] = []
@@ -180,12 +192,13 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
             trader_on_event(ts_ns, ev)
 
     latencies = array("q", bytes(8 * ns.messages))
-    measured = warmup = orders = passes = 0
-    decisions_at_start = 0
+    measured = warmup = orders = passes = synced_passes = 0
+    decisions_at_start = decisions_at_end = 0
     elapsed_ns = 0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    gc.collect()
-    gc.freeze()  # what exists now lives for the whole run: keep the collector off it
+    thresholds = gc.get_threshold()
+    gcpolicy.tune()  # as the engine runs
+    gcpolicy.settle()  # what exists now lives for the whole run, as the engine's start-up does
     while measured < ns.messages:
         market = MarketData(feed, ExchangeConfig(), clock, on_message, rest=snapshots)
         market_ref[:] = [market]
@@ -200,32 +213,41 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         handle = market.handle_frame
         perf = time.perf_counter_ns
         stats = trader.stats
-        # Frames are rendered one at a time, untimed, just before each is handled: rendering a
-        # whole pass up front would evict the caches the loop's own objects live in.
-        for i, (ts_ns, raw) in enumerate(_shifted(frames, passes * span_ms)):
-            clock.now_ns = ts_ns
-            t0 = perf()
-            handle(ts_ns, raw)
-            t1 = perf()
-            if stats.decisions == 0:
-                warmup += 1
-            elif measured < ns.messages:
-                if not decisions_at_start:
-                    decisions_at_start = stats.decisions
-                latencies[measured] = t1 - t0
-                elapsed_ns += t1 - t0
-                measured += 1
-            if i % 64 == 0:
-                await asyncio.sleep(0)  # the snapshot fetches run here, as on the event loop
+        async with market.replaying():
+            # Frames are rendered one at a time, untimed, just before each is handled: rendering a
+            # whole pass up front would evict the caches the loop's own objects live in.
+            for i, (ts_ns, raw) in enumerate(_shifted(frames, passes * span_ms)):
+                clock.now_ns = ts_ns
+                t0 = perf()
+                handle(ts_ns, raw)
+                t1 = perf()
+                if stats.decisions == 0:
+                    warmup += 1
+                elif measured < ns.messages:
+                    if not decisions_at_start:
+                        decisions_at_start = stats.decisions
+                    latencies[measured] = t1 - t0
+                    elapsed_ns += t1 - t0
+                    measured += 1
+                    decisions_at_end = stats.decisions
+                if i % 64 == 0:
+                    await asyncio.sleep(0)  # the snapshot fetches run here, as on the event loop
         recorder.flush()
         recorder.discard_queued()
         orders += stats.orders
         stats.orders = 0
+        synced_passes += all(b.synced for b in market.books.values())
         await market.close()
+        del market, gate, book, venue
+        # The pass's books, orders and feed objects hold reference cycles: collect them here,
+        # untimed, as a long-running engine never has a whole market's worth of them at once.
+        gc.collect()
         passes += 1
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
     ordered = sorted(latencies[:measured])
-    decisions = trader.stats.decisions - decisions_at_start + 1
+    # The first measured message made decision number ``decisions_at_start``.
+    decisions = decisions_at_end - decisions_at_start + 1
     seconds = elapsed_ns / 1e9
     return {
         "messages": measured,
@@ -239,6 +261,7 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_mb": round(rss_before / 1024, 1),
         "passes": passes,
+        "passes_books_synced": synced_passes,
         "warmup_messages": warmup,
         "orders": orders,
         "decide": ns.decide,
@@ -255,7 +278,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exchange-info", type=Path, help="exchangeInfo for the filters")
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--model", type=Path, default=default_model)
-    parser.add_argument("--decide", choices=("event", "bar"), default="event")
+    parser.add_argument(
+        "--decide",
+        choices=("bar", "event"),
+        default="bar",
+        help="bar: decide at bar closes, as the engine does (default); event: on every message",
+    )
     parser.add_argument("--json", action="store_true")
 
 
@@ -267,4 +295,3 @@ def main(ns: argparse.Namespace) -> int:
         for key, value in result.items():
             print(f"{key:18s} {value}")
     return 0
-

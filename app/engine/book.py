@@ -64,6 +64,13 @@ def _is_zero(qty: str) -> bool:
     return not qty.strip("0.")
 
 
+def _key(price: str, scale: int, cache: dict[str, int]) -> int:
+    key = cache.get(price)
+    if key is None:
+        key = cache[price] = to_scaled(price, scale)
+    return key
+
+
 def _apply(
     levels: dict[int, Level],
     keys: list[int],
@@ -131,9 +138,12 @@ class OrderBook:
         self, bids: Iterable[Level], asks: Iterable[Level], last_update_id: int, ts_event_ms: int
     ) -> None:
         """Replace both sides, from a partial-depth event or a snapshot (skipping zero levels)."""
-        scale = self.scale
-        self._bids = {-to_scaled(lv[0], scale): lv for lv in bids if not _is_zero(lv[1])}
-        self._asks = {to_scaled(lv[0], scale): lv for lv in asks if not _is_zero(lv[1])}
+        # Through the price cache, so the diff events that follow a snapshot find their prices.
+        cache = self._price_cache
+        if len(cache) >= PRICE_CACHE_MAX:
+            cache.clear()
+        self._bids = {-_key(lv[0], self.scale, cache): lv for lv in bids if not _is_zero(lv[1])}
+        self._asks = {_key(lv[0], self.scale, cache): lv for lv in asks if not _is_zero(lv[1])}
         self._bid_keys = sorted(self._bids)
         self._ask_keys = sorted(self._asks)
         self.last_update_id = last_update_id
@@ -184,6 +194,16 @@ class OrderBook:
         """The best ``n`` asks, best first."""
         levels = self._asks
         return [levels[k] for k in self._ask_keys[:n]]
+
+    def bid_qtys(self, n: int) -> list[float]:
+        """The quantities of the best ``n`` bids as floats, best first (for features)."""
+        levels = self._bids
+        return [float(levels[k][1]) for k in self._bid_keys[:n]]
+
+    def ask_qtys(self, n: int) -> list[float]:
+        """The quantities of the best ``n`` asks as floats, best first (for features)."""
+        levels = self._asks
+        return [float(levels[k][1]) for k in self._ask_keys[:n]]
 
     def depth(self) -> tuple[int, int]:
         """How many bid and ask levels the book holds."""

@@ -21,7 +21,7 @@ from msgspec.structs import astuple
 
 from app.clock import Clock
 from app.config import AppConfig
-from app.engine import orders, portfolio, risk
+from app.engine import gcpolicy, orders, portfolio, risk
 from app.engine.control import Command, ControlServer
 from app.engine.inference import InferenceSlot
 from app.engine.latency import LatencyRing
@@ -181,6 +181,7 @@ class Engine:
                     delay = min(delay * 2, 30.0)
         for message in await resume_shadow(self.models, self.slot, self.shadow, self.trader):
             await self._alarm("model", message)
+        gcpolicy.settle()  # start-up's objects live as long as the process: never walk them again
 
     async def _alarm(self, kind: str, message: str) -> None:
         now = self.clock.time_ns()
@@ -480,5 +481,6 @@ async def run_engine(cfg: AppConfig, clock: Clock) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    gcpolicy.tune()
     engine = Engine(cfg, clock)
     await engine.run(stop)

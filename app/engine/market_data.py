@@ -15,9 +15,10 @@ everything else (bugs, a bad URL) propagate, to be restarted by the supervisor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from app.clock import Clock
@@ -82,6 +83,7 @@ class MarketData:
         self._syncs: dict[str, DiffDepthSync] = {}
         self._snapshots_applied: dict[str, int] = {}
         self._fetching: set[str] = set()
+        self._pending: set[asyncio.Task[None]] = set()
         self._tasks: asyncio.TaskGroup | None = None
         self._own_rest: RestClient | None = None
         for symbol in feed_cfg.symbols:
@@ -118,6 +120,26 @@ class MarketData:
             self._tasks = None
             self._fetching.clear()
             await self.close()
+
+    @contextlib.asynccontextmanager
+    async def replaying(self) -> AsyncIterator[None]:
+        """Accept frames pushed through :meth:`handle_frame` (a recording, no feed), with the
+        diff-depth snapshot fetches running as :meth:`run` runs them.
+
+        Without it a replayed diff-depth book never syncs: the fetch needs a running task group.
+        Fetches still pending when the block ends are cancelled.
+        """
+        self._invalidate_books()
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            try:
+                yield
+            finally:
+                self._tasks = None
+                for task in self._pending:
+                    task.cancel()
+                self._pending.clear()
+                self._fetching.clear()
 
     async def close(self) -> None:
         """Release the REST connection pool :meth:`run` created (idempotent)."""
@@ -170,7 +192,11 @@ class MarketData:
         if self._tasks is None:
             return  # not running (a replay without a snapshot source): stay unsynced
         self._fetching.add(symbol)
-        self._tasks.create_task(self._sync_from_snapshot(symbol, health), name=f"snapshot-{symbol}")
+        task = self._tasks.create_task(
+            self._sync_from_snapshot(symbol, health), name=f"snapshot-{symbol}"
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _sync_from_snapshot(self, symbol: str, health: StreamHealth) -> None:
         """Fetch snapshots until the book bridges one; events keep buffering meanwhile."""

@@ -243,6 +243,10 @@ class PaperExchange:
             result[o.symbol] = result.get(o.symbol, ZERO) + o.side.sign * (o.qty - w.filled)
         return result
 
+    def position_qty(self, symbol: str) -> Decimal:
+        """The signed position in ``symbol`` (0 when flat), without a whole snapshot."""
+        return self.portfolio.qty(symbol)
+
     def snapshot(self, ts_ns: int | None = None) -> AccountSnapshot:
         return self.portfolio.snapshot(self._clock.time_ns() if ts_ns is None else ts_ns)
 

@@ -146,6 +146,11 @@ class Portfolio:
             pos = self._positions[symbol] = Position(symbol)
         return pos
 
+    def qty(self, symbol: str) -> Decimal:
+        """The signed position in ``symbol``, 0 when there is none."""
+        pos = self._positions.get(symbol)
+        return pos.qty if pos is not None else ZERO
+
     def positions(self) -> list[Position]:
         return list(self._positions.values())
 

@@ -7,8 +7,9 @@ book, so that queries need not replay depth events.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+
+import msgspec
 
 from app.config import StoreConfig
 from app.engine.events import AggTrade, BookTicker, DepthUpdate, Event, Level, MarkPriceUpdate
@@ -27,6 +28,9 @@ class RecordingSink:
         self._levels = cfg.book_snapshot_levels
         self._interval_ns = int(cfg.book_snapshot_interval_s * 1e9)
         self._next_snapshot_ns: dict[str, int] = {}
+        self._encode = (
+            msgspec.json.Encoder().encode
+        )  # a tenth of json.dumps' cost; compact JSON text
 
     def __call__(self, ts_recv_ns: int, raw: bytes, event: Event | None) -> None:
         rec = self._recorder
@@ -66,8 +70,15 @@ class RecordingSink:
                 if view is not None:
                     self._next_snapshot_ns[d.symbol] = ts_recv_ns + self._interval_ns
                     update_id, bids, asks = view
+                    encode = self._encode
                     rec.book_snapshot(
-                        (ts_recv_ns, d.symbol, update_id, json.dumps(bids), json.dumps(asks))
+                        (
+                            ts_recv_ns,
+                            d.symbol,
+                            update_id,
+                            encode(bids).decode(),
+                            encode(asks).decode(),
+                        )
                     )
         elif kind is MarkPriceUpdate:
             m: MarkPriceUpdate = event  # type: ignore[assignment]

@@ -7,8 +7,9 @@ and the live engine all go through :class:`BarSampler`, so training never disagr
 Event times: a trade's ``T`` (trade time), a bookTicker's ``T`` (transaction time) for its quote,
 and ``E`` (event time) for everything else.
 
-Book features read the order book after the depth event was applied when one is given (and
-synced), else the event's own levels. The two agree for partial depth (``depth<N>@100ms``, the
+Book features read the order book after the depth event was applied when one is given (an
+unsynced book leaves them as they were), else the event's own levels; only as many levels as the
+features need are read. The two agree for partial depth (``depth<N>@100ms``, the
 engine's default: the event *is* the top of the book); for diff depth only the book is right, so
 the engine and the dataset builder pass the book they rebuilt.
 """
@@ -30,9 +31,6 @@ class BarSampler:
     """Feeds a :class:`FeatureSet` with events and yields a row at every bar close."""
 
     __slots__ = ("features", "interval_ms")
-
-    # Levels read from a book for the book features (Binance's partial depths go up to 20).
-    BOOK_LEVELS = 20
 
     def __init__(self, names: Sequence[str], bar_interval_s: int) -> None:
         self.features = FeatureSet(names, bar_interval_s)
@@ -67,13 +65,16 @@ class BarSampler:
                 float(b.ask_qty),
             )  # fmt: skip
         elif kind is DepthUpdate:
-            if book is not None and book.synced:
-                n = self.BOOK_LEVELS
-                bids, asks = book.bids(n), book.asks(n)
-            else:
-                d: DepthUpdate = ev  # type: ignore[assignment]
-                bids, asks = d.bids, d.asks
-            fs.on_depth([float(q) for _, q in bids], [float(q) for _, q in asks])
+            n = fs.depth_levels
+            if n:
+                if book is not None:
+                    if book.synced:  # an unsynced book is stale: keep the last values
+                        fs.on_depth(book.bid_qtys(n), book.ask_qtys(n))
+                else:
+                    d: DepthUpdate = ev  # type: ignore[assignment]
+                    fs.on_depth(
+                        [float(q) for _, q in d.bids[:n]], [float(q) for _, q in d.asks[:n]]
+                    )
         elif kind is MarkPriceUpdate:
             fs.on_funding(float(ev.funding_rate))  # type: ignore[union-attr]
         return out

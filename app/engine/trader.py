@@ -46,6 +46,7 @@ class Venue(Protocol):
 
     def submit(self, order: Order) -> OrderUpdate: ...
     def snapshot(self, ts_ns: int | None = None) -> AccountSnapshot: ...
+    def position_qty(self, symbol: str) -> Decimal: ...
     def pending_qty(self) -> dict[str, Decimal]: ...
     def on_book(self, book: OrderBook, ts_ns: int) -> None: ...
     def on_trade(self, trade: AggTrade, ts_ns: int) -> None: ...
@@ -77,12 +78,13 @@ class TraderStats:
 
 
 class _Symbol:
-    __slots__ = ("atr", "atr_value", "last", "risk_bars", "sampler", "window")
+    __slots__ = ("atr", "atr_value", "last", "predict", "risk_bars", "sampler", "window")
 
     def __init__(self, model: LoadedModel) -> None:
         c = model.contract
         self.sampler = BarSampler(c.features, c.bar_interval_s)
         self.window = WindowBuffer(c.window, len(c.features))
+        self.predict = model.bind(self.window.view())  # the model reads the window in place
         self.risk_bars = BarBuilder(RISK_BAR_S)
         self.atr = ATR(RISK_ATR_PERIOD)
         self.atr_value: float | None = None
@@ -204,16 +206,21 @@ class Trader:
             t: AggTrade = ev  # type: ignore[assignment]
             for bar in state.risk_bars.update(t.ts_trade_ms, float(t.price), float(t.qty)):
                 state.on_risk_bar(bar)
-        decided = False
-        for bar, row in state.sampler.on_event(ev, self._books.get(symbol)):
-            if state.window.push(row):
+        closed = state.sampler.on_event(ev, self._books.get(symbol))
+        if closed:
+            window = state.window
+            for _, row in closed:
+                window.push(row)
+            # One decision, on the latest bar: when an event closes several bars at once (a
+            # quiet spell), acting on the older ones would act on a market already gone.
+            if window.ready:
+                bar = closed[-1][0]
                 self._decide(symbol, state, model, bar.open_time_ms + state.sampler.interval_ms)
-                decided = True
-        if self._every_event and not decided and state.window.ready:
+        elif self._every_event and state.window.ready:
             self._decide(symbol, state, model, ts_recv_ns // 1_000_000)
 
     def _decide(self, symbol: str, state: _Symbol, model: LoadedModel, ts_ms: int) -> None:
-        prob = model.predict(state.window.view())
+        prob = state.predict()
         direction, confidence = model.signal(prob)
         stats = self.stats
         stats.decisions += 1
@@ -251,12 +258,11 @@ class Trader:
             self.stats.skip("no book")
             return "no book"
         venue = self._venue
-        now = self._clock.time_ns()
-        account = venue.snapshot(now)
-        held = account.qty(symbol)
+        held = venue.position_qty(symbol)
         side = Side.BUY if direction is Direction.LONG else Side.SELL
         if (held > 0 and side is Side.BUY) or (held < 0 and side is Side.SELL):
-            return "hold"
+            return "hold"  # the common case, decided before any account arithmetic
+        now = self._clock.time_ns()
         if held:
             exit_order = self._gate.exit_order(symbol, held, "reverse", now)
             if exit_order is not None:
@@ -273,7 +279,7 @@ class Trader:
             model_version=model.contract.model_version,
             ts_ns=now,
         )
-        context = RiskContext(account, self._filters.get(symbol), venue.pending_qty())
+        context = RiskContext(venue.snapshot(now), self._filters.get(symbol), venue.pending_qty())
         decision = self._gate.check(intent, context)
         if isinstance(decision, Approved):
             venue.submit(decision.order)

@@ -224,6 +224,10 @@ class LiveVenue:
         task.add_done_callback(self._tasks.discard)
         return OrderUpdate(order, OrderStatus.NEW, ZERO, None, ZERO, now)
 
+    def position_qty(self, symbol: str) -> Decimal:
+        """The signed position in ``symbol`` (0 when flat), without a whole snapshot."""
+        return self.portfolio.qty(symbol)
+
     def snapshot(self, ts_ns: int | None = None) -> AccountSnapshot:
         return self.portfolio.snapshot(self._clock.time_ns() if ts_ns is None else ts_ns)
 

@@ -206,3 +206,29 @@ async def test_market_data_keeps_flowing_while_a_model_loads(default_model: Load
     await asyncio.wait_for(task, 30)
     assert used[-1] is replacement
     assert slot.generation == 1
+
+
+def test_a_bound_window_predicts_as_predict_does(default_model: LoadedModel) -> None:
+    buf = WindowBuffer(*default_model.contract.window_shape)
+    run = default_model.bind(buf.view())
+    for case in default_model.contract.golden.cases:
+        for row in case.input:
+            buf.push(list(row))
+        assert run() == pytest.approx(case.output, abs=default_model.contract.golden.tolerance)
+        assert run() == default_model.predict(buf.view())
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        np.zeros((15, 10), dtype=np.float32),
+        np.zeros((16, 10), dtype=np.float64),
+        np.zeros((16, 10), dtype=np.float32, order="F"),  # right shape, wrong memory order
+    ],
+    ids=["shape", "dtype", "order"],
+)
+def test_bind_refuses_a_window_it_cannot_read_in_place(
+    default_model: LoadedModel, rows: np.ndarray
+) -> None:
+    with pytest.raises(ValueError, match="cannot bind"):
+        default_model.bind(rows)

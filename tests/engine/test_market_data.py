@@ -195,3 +195,24 @@ async def test_partial_depth_replaces_books_across_a_reconnect() -> None:
     assert book.asks(5) == [("203.5", "3")]
     assert health["reconnects"] == 1
     assert health["disconnects"] == {"closed": 1}
+
+
+async def test_a_replay_without_a_feed_syncs_every_book_from_its_snapshot() -> None:
+    frames = recorded_frames()
+    snapshots = Snapshots({s: [r.snapshot] for s, r in recorded_snapshots().items()})
+    feed_cfg = FeedConfig(symbols=SYMBOLS, depth_mode="diff")
+    market = MarketData(feed_cfg, ExchangeConfig(), SystemClock(), rest=snapshots)
+    async with market.replaying():
+        for i, frame in enumerate(frames):
+            market.handle_frame(frame.ts_recv_ns, frame.raw)
+            if i % 64 == 0:
+                await asyncio.sleep(0)  # where the snapshot fetches run
+    assert sorted(snapshots.calls) == sorted(s.upper() for s in SYMBOLS)
+    assert all(book.synced for book in market.books.values())
+    streams = market.health_snapshot()["streams"]
+    assert isinstance(streams, dict)
+    assert all(s["gaps"] == 0 for s in streams.values())
+    # Outside the block nothing fetches: a gap now leaves the book waiting, not a task behind.
+    market.handle_frame(0, _depth_frame("SUSHIUSDT", 1, 2, 0, ("1.0", "1")))
+    assert not market.books["SUSHIUSDT"].synced
+    assert snapshots.calls.count("SUSHIUSDT") == 1

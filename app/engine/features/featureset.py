@@ -52,6 +52,7 @@ class FeatureSet:
         "_tod",
         "_trades",
         "bars",
+        "depth_levels",
         "specs",
     )
 
@@ -80,6 +81,8 @@ class FeatureSet:
         self._trades = [i for i in inds if isinstance(i, RollingVWAP | SessionVWAP)]
         self._funding = [i for i in inds if isinstance(i, FundingRate)]
         self._tod = [i for i in inds if isinstance(i, TimeOfDay)]
+        # How many book levels per side the depth features read (0: none read the book).
+        self.depth_levels = max((d.levels for d in self._depth), default=0)
 
     @property
     def names(self) -> tuple[str, ...]:
