@@ -3,8 +3,10 @@
 # scripts/trixie-packages.txt) inside a debootstrapped trixie amd64 chroot. The appliance image
 # installs exactly those packages, so a green run proves the lower bounds in pyproject.toml.
 #
-# Usage: scripts/trixie-chroot.sh [--setup-only] [pytest args...]
+# Usage: scripts/trixie-chroot.sh [--setup-only | --run CMD...] [pytest args...]
 #   --setup-only   make or update the chroot and print the versions in it; run no test
+#   --run CMD...   run CMD in the repository inside the chroot instead of pytest (for example
+#                  `--run python3 -m app.cli bench ...`: the benchmark on the appliance's stack)
 #   pytest args    passed on to `python3 -m pytest -q -p no:cacheprovider` (run in the repo)
 # Environment: TRIXIE_ROOT (default /var/cache/appliance/trixie-amd64) is where the chroot lives;
 #   CI, PYTEST_ADDOPTS and PYTHONTRACEMALLOC/FAULTHANDLER/DEVMODE/ASYNCIODEBUG pass through.
@@ -43,8 +45,9 @@ if [ -z "${TRIXIE_CHROOT_IN_NS:-}" ]; then
         bash "${BASH_SOURCE[0]}" "$@"
 fi
 
-setup_only=0
+setup_only=0 run_cmd=0
 if [ "${1:-}" = --setup-only ]; then setup_only=1; shift; fi
+if [ "${1:-}" = --run ]; then run_cmd=1; shift; fi
 
 # The packages of the list, comments and blank lines dropped.
 packages() { sed -e 's/#.*//' "$LIST" | tr -s '[:blank:]' '\n' | sed '/^$/d'; }
@@ -215,5 +218,9 @@ EOF
 
 if [ "$setup_only" = 1 ]; then exit 0; fi
 rc=0
-run python3 -m pytest -q -p no:cacheprovider "$@" || rc=$?
+if [ "$run_cmd" = 1 ]; then
+    run "$@" || rc=$?
+else
+    run python3 -m pytest -q -p no:cacheprovider "$@" || rc=$?
+fi
 exit "$rc"
