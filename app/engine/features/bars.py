@@ -12,7 +12,8 @@ volume 0), as Binance's klines do: indicators then see wall-clock bars, not trad
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 # Binance USD-M kline interval names by length in seconds (there is no 1s kline on futures).
 KLINE_INTERVALS: dict[int, str] = {
@@ -33,9 +34,12 @@ KLINE_INTERVALS: dict[int, str] = {
 _NO_BARS: tuple[Bar, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One closed OHLCV bar; ``open_time_ms`` is the interval's start (UTC, epoch ms)."""
+class Bar(msgspec.Struct, frozen=True, gc=False):
+    """One closed OHLCV bar; ``open_time_ms`` is the interval's start (UTC, epoch ms).
+
+    A msgspec struct: made in a fifth of a frozen dataclass's time (one per bar close, on the
+    decision path) and, holding no containers, never tracked by the cyclic collector.
+    """
 
     open_time_ms: int
     open: float
