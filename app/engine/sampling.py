@@ -54,7 +54,7 @@ class BarSampler:
                 fs.on_bar(bar)
                 rows.append((bar, fs.values(bar.open_time_ms + self.interval_ms)))
             out = tuple(rows)
-        fs.on_time(ts)
+        fs.expire(ts)  # the bars were advanced above
         if kind is AggTrade:
             t: AggTrade = ev  # type: ignore[assignment]
             fs.on_trade(t.ts_trade_ms, float(t.price), float(t.qty))

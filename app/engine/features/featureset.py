@@ -113,6 +113,10 @@ class FeatureSet:
         """Time passed: closes due bars and expires windowed features."""
         for bar in self.bars.advance(ts_ms):
             self.on_bar(bar)
+        self.expire(ts_ms)
+
+    def expire(self, ts_ms: int) -> None:
+        """Expire windowed features up to ``ts_ms`` (for a caller that closes bars itself)."""
         for t in self._trades:
             t.advance(ts_ms)
         for w in self._ofi_windows:
