@@ -89,7 +89,7 @@ def _apply(
                 cache.clear()
             key = cache[price] = to_scaled(price, scale)
         key *= sign
-        if _is_zero(level[1]):
+        if not level[1].strip("0."):  # _is_zero, inlined: this loop runs for every level
             # Removing a level we never had is normal (it was beyond the snapshot's depth).
             if levels.pop(key, None) is not None:
                 del keys[bisect_left(keys, key)]
