@@ -22,13 +22,24 @@ lint:
     ruff check app tests benchmarks
     mypy
 
-# Benchmarks that print figures (decode, indicators, ingestion + recording throughput).
+ref := "../shared/reference/market-data/usdm_2021-07-22"
+replay := "--replay " + ref + "_ws.jsonl --snapshots " + ref + "_rest_depth_snapshots.txt --exchange-info " + ref + "_exchangeInfo.txt"
+
+# Decode, indicators, ingestion + recording, inference, then the whole decision loop at bar closes
+# and on every message (medians of 3 runs, pinned to core 1).
+# Benchmarks that print figures.
 bench:
     python benchmarks/decode_bench.py
     python benchmarks/ingest_bench.py
     python benchmarks/indicators_bench.py
     python benchmarks/inference_bench.py
-    appliance bench --replay ../shared/reference/market-data/usdm_2021-07-22_ws.jsonl --snapshots ../shared/reference/market-data/usdm_2021-07-22_rest_depth_snapshots.txt --exchange-info ../shared/reference/market-data/usdm_2021-07-22_exchangeInfo.txt
+    taskset -c 1 appliance bench {{replay}} --repeat 3
+    taskset -c 1 appliance bench {{replay}} --repeat 3 --decide event
+
+# Debian trixie's Python 3.13, numpy and onnxruntime, in the chroot `just test-trixie` uses (root).
+# The decision-loop benchmark on the appliance's own stack.
+bench-trixie:
+    taskset -c 1 scripts/trixie-chroot.sh --run python3 -m app.cli bench {{replay}} --repeat 3
 
 # The exchange simulator alone.
 sim *ARGS:

@@ -5,8 +5,14 @@ Figures, not pass/fail: ``python benchmarks/inference_bench.py [--calls N] [--mo
 - ``run``: what most code does, ``session.run([out], {in: array})``: builds the feed dict, wraps the
   array, allocates the output each call.
 - ``io binding``: ``run_with_iobinding`` on an input bound once to a preallocated buffer.
-- ``predict``: :meth:`LoadedModel.predict`, the hot path: copies the window into the bound buffer
-  (with the float64 → float32 cast) and reads the bound output, i.e. the binding plus its costs.
+- ``predict``: :meth:`LoadedModel.predict`, the general path: copies the window into the bound
+  buffer (with the float64 → float32 cast) and reads the bound output.
+- ``bound window``: what the decision loop calls, :meth:`LoadedModel.bind` on a
+  :class:`WindowBuffer`: the window is the bound input, run options are made once, the output is
+  read through a memoryview.
+
+All hot (called back to back): in the decision loop a call comes once per bar close with other
+work in between, and costs 2-4x these figures (see ``appliance bench``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from app.engine.inference import load_model  # noqa: E402
+from app.engine.inference import WindowBuffer, load_model  # noqa: E402
 
 
 def per_call_us(fn: Callable[[], object], calls: int, repeats: int = 5) -> tuple[float, float]:
@@ -69,7 +75,13 @@ def main() -> int:
         session.run_with_iobinding(binding)
         return out
 
+    wb = WindowBuffer(*c.window_shape)
+    for row in c.golden.cases[0].input:
+        wb.push(list(row))
+    bound_window = model.bind(wb.view())
+
     assert float(plain().reshape(-1)[0]) == float(bound().reshape(-1)[0]) == model.predict(window)
+    assert bound_window() == model.predict(window)
 
     print(
         f"model {c.model_version}: input {list(c.input_shape)} float32, onnxruntime "
@@ -79,6 +91,7 @@ def main() -> int:
         ("run", plain),
         ("io binding", bound),
         ("predict", lambda: model.predict(window)),
+        ("bound window", bound_window),
     ):
         median, best = per_call_us(fn, args.calls)
         print(
