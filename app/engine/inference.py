@@ -53,20 +53,31 @@ def session_options() -> ort.SessionOptions:
     return so
 
 
-def _runner(session: ort.InferenceSession, binding: ort.IOBinding) -> Callable[[], object]:
-    """``session.run_with_iobinding(binding)`` as a call without arguments.
+def _bound_run(
+    session: ort.InferenceSession, contract: ModelContract, x: Window, out: Window
+) -> tuple[Callable[[], object], tuple[object, ...]]:
+    """A call without arguments that runs ``session`` on ``x`` into ``out``, bound once, and what
+    must outlive it.
 
-    The public ``run_with_iobinding`` adds checks per call (a third of the cost of a small model
-    here); the C binding it wraps has been stable since onnxruntime 1.8.
+    On the CPU an OrtValue made from a numpy array shares its memory, so every call reads ``x``
+    as it is then and writes where ``out`` is read. The public ``run_with_iobinding`` adds checks
+    per call (a third of the cost of a small model here); the C binding it wraps has been stable
+    since onnxruntime 1.8. Run options are made once: passing none makes onnxruntime build a
+    default set on every call.
     """
-    # Options made once: passing none makes onnxruntime build a default set on every call.
+    x_value = ort.OrtValue.ortvalue_from_numpy(x.reshape(contract.input_shape))
+    out_value = ort.OrtValue.ortvalue_from_numpy(out)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(contract.input_name, x_value)
+    binding.bind_ortvalue_output(contract.output_name, out_value)
     options = ort.RunOptions()
     options.log_severity_level = 3
+    keep = (x, out, x_value, out_value, binding)
     c_session = getattr(session, "_sess", None)
     c_binding = getattr(binding, "_iobinding", None)
     if c_session is not None and c_binding is not None:
-        return partial(c_session.run_with_iobinding, c_binding, options)
-    return partial(session.run_with_iobinding, binding, options)
+        return partial(c_session.run_with_iobinding, c_binding, options), keep
+    return partial(session.run_with_iobinding, binding, options), keep
 
 
 class LoadedModel:
@@ -77,12 +88,10 @@ class LoadedModel:
     """
 
     __slots__ = (
-        "_binding",
         "_buf",
         "_inv_scale",
+        "_keep",
         "_mean",
-        "_ort_in",
-        "_ort_out",
         "_out",
         "_out_flat",
         "_rows",
@@ -109,14 +118,8 @@ class LoadedModel:
         sc = contract.scaler
         self._mean = None if sc is None else np.asarray(sc.mean, dtype=np.float32)
         self._inv_scale = None if sc is None else (1.0 / np.asarray(sc.scale)).astype(np.float32)
-        # On the CPU an OrtValue made from a numpy array shares its memory: bind once, and every
-        # run reads the window predict wrote and writes its output where predict reads it.
-        self._ort_in = ort.OrtValue.ortvalue_from_numpy(self._buf)
-        self._ort_out = ort.OrtValue.ortvalue_from_numpy(self._out)
-        self._binding = session.io_binding()
-        self._binding.bind_ortvalue_input(contract.input_name, self._ort_in)
-        self._binding.bind_ortvalue_output(contract.output_name, self._ort_out)
-        self._run = _runner(session, self._binding)
+        # Bound once: every run reads the window predict wrote and writes where it reads.
+        self._run, self._keep = _bound_run(session, contract, self._buf, self._out)
 
     def predict(self, window: Window) -> float:
         """The model's output for one raw window of shape ``contract.window_shape``.
@@ -158,12 +161,7 @@ class LoadedModel:
         if self._mean is not None:
             return partial(self.predict, rows)
         out = np.zeros_like(self._out)
-        binding = self.session.io_binding()
-        x = ort.OrtValue.ortvalue_from_numpy(rows.reshape(self.contract.input_shape))
-        y = ort.OrtValue.ortvalue_from_numpy(out)
-        binding.bind_ortvalue_input(self.contract.input_name, x)
-        binding.bind_ortvalue_output(self.contract.output_name, y)
-        run = _runner(self.session, binding)
+        run, keep = _bound_run(self.session, self.contract, rows, out)
         # Read through a memoryview: a Python float straight from the bytes, without entering
         # numpy (whose code, like onnxruntime's, is cold by the next bar close).
         value = out.data.cast("B").cast("f")
@@ -171,7 +169,7 @@ class LoadedModel:
         def predict(
             run: Callable[[], object] = run,
             value: memoryview[float] = value,
-            _keep: object = (x, y, out),
+            _keep: object = keep,
         ) -> float:
             run()
             return value[0]
