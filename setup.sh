@@ -22,3 +22,12 @@ if [ ! -e "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+# The per-message modules compiled with mypyc (app/native.py): rebuilt only when their sources
+# changed. Without a C compiler or Python's headers the engine runs them as Python, the same code.
+if ! .venv/bin/appliance native | grep -q ': in use:'; then
+    echo "setup: compiling the per-message modules with mypyc (about a minute)" >&2
+    if ! .venv/bin/appliance --log-level WARNING native build >.venv/native-build.log 2>&1; then
+        echo "setup: mypyc build failed (see .venv/native-build.log); the engine runs as Python" >&2
+    fi
+fi
+.venv/bin/appliance native >&2

@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_arguments(p_bench)
     p_bench.set_defaults(func=bench.main)
 
+    p_native = sub.add_parser("native", help="the mypyc build of the per-message modules")
+    p_native.add_argument("action", nargs="?", choices=("status", "build"), default="status")
+    p_native.set_defaults(func=_cmd_native)
+
     from app.sim.cli import register as register_sim
 
     register_sim(sub)
@@ -135,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_admin(sub)
     return parser
+
+
+def _cmd_native(ns: argparse.Namespace) -> int:
+    from app import native
+
+    if ns.action == "build":
+        print(f"native: built {native.build()}")
+        return 0
+    s = native.status()
+    print(f"native: {'in use' if s.active else 'not in use'}: {s.reason} ({s.build_dir})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

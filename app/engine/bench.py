@@ -26,8 +26,10 @@ import argparse
 import asyncio
 import gc
 import json
+import platform
 import resource
 import statistics
+import sys
 import time
 from array import array
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from app import native
 from app.clock import ManualClock
 from app.config import ExchangeConfig, FeedConfig, PaperConfig, RiskConfig, StoreConfig
 from app.engine import gcpolicy
@@ -269,6 +272,9 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         "synthetic_mark_price": synthetic_marks,
         "model": model.contract.model_version,
         "symbols": list(symbols),
+        # Whether the per-message modules ran compiled (app.native) or as Python.
+        "native": native.in_use(sys.modules[Trader.__module__]),
+        "python": platform.python_version(),
     }
 
 

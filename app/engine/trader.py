@@ -16,10 +16,9 @@ The hot path is :meth:`Trader.on_event`; it allocates only when a bar closes.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
 
@@ -161,8 +160,8 @@ class Trader:
         for symbol, state in self._state.items():
             src = source._state.get(symbol)
             if src is not None and src.atr_value is not None:
-                state.risk_bars = copy.deepcopy(src.risk_bars)
-                state.atr = copy.deepcopy(src.atr)
+                state.risk_bars = src.risk_bars.copy()
+                state.atr = src.atr.copy()
                 state.atr_value = src.atr_value
 
     def warm_risk(self, symbol: str, klines: Sequence[Sequence[object]], now_ms: int) -> int:
@@ -306,6 +305,6 @@ class Trader:
             "orders": s.orders,
             "rejected": s.rejected,
             "skipped": dict(s.skipped),
-            "last": {k: vars(st.last) for k, st in self._state.items() if st.last.ts_ms},
+            "last": {k: asdict(st.last) for k, st in self._state.items() if st.last.ts_ms},
             "atr_1m": {k: v.atr_value for k, v in self._state.items()},
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine.features import Bar, BarBuilder, bars_from_klines, kline_interval
+from app.engine.features import ATR, Bar, BarBuilder, bars_from_klines, kline_interval
 from tests.features.series import load_frames
 
 
@@ -117,3 +117,22 @@ def test_kline_interval() -> None:
     assert kline_interval(3600) == "1h"
     with pytest.raises(ValueError, match="no Binance kline interval of 5s"):
         kline_interval(5)
+
+
+def test_copies_go_on_alone_in_the_same_state() -> None:
+    # Trader.adopt_risk hands a shadow sandbox copies of the live 1-minute bars and ATR.
+    builder, atr = BarBuilder(60), ATR(3)
+    trades = [(i * 7_000, 100.0 + (i * 37 % 11) - 5, 1.0 + i % 3) for i in range(200)]
+    for ts, price, qty in trades[:100]:
+        for bar in builder.update(ts, price, qty):
+            atr.update(bar.high, bar.low, bar.close)
+    bars_copy, atr_copy = builder.copy(), atr.copy()
+    assert atr_copy.value == atr.value is not None
+    seen: list[list[float | None]] = [[], []]
+    for (b, a), out in zip(((builder, atr), (bars_copy, atr_copy)), seen, strict=True):
+        for ts, price, qty in trades[100:]:
+            for bar in b.update(ts, price, qty):
+                out.append(a.update(bar.high, bar.low, bar.close))
+    assert seen[0] == seen[1] and len(seen[0]) > 5
+    bars_copy.update(10**9, 1.0, 1.0)  # the copy moves on; the original does not follow
+    assert builder.open_time_ms != bars_copy.open_time_ms

@@ -103,6 +103,14 @@ class BarBuilder:
         self._o = self._h = self._l = self._c = last.close
         self._v = 0.0
 
+    def copy(self) -> BarBuilder:
+        """An independent builder in the same state (``copy.deepcopy`` cannot copy the compiled
+        class, see :mod:`app.native`)."""
+        new = BarBuilder(self.interval_ms // 1000)
+        new._open_ms, new._fresh, new.late_trades = self._open_ms, self._fresh, self.late_trades
+        new._o, new._h, new._l, new._c, new._v = self._o, self._h, self._l, self._c, self._v
+        return new
+
     def update(self, ts_ms: int, price: float, qty: float) -> tuple[Bar, ...]:
         """Add a trade; returns the bars it closed (those that ended at or before ``ts_ms``)."""
         start = ts_ms - ts_ms % self.interval_ms

@@ -128,6 +128,14 @@ class ATR:
         self._sum = 0.0
         self._atr = 0.0
 
+    def copy(self) -> ATR:
+        """An independent ATR in the same state (``copy.deepcopy`` cannot copy the compiled
+        class, see :mod:`app.native`)."""
+        new = ATR(self.period, self.unstable)
+        new.value, new._n, new._prev_close = self.value, self._n, self._prev_close
+        new._sum, new._atr = self._sum, self._atr
+        return new
+
     def update(self, high: float, low: float, close: float) -> float | None:
         """Add one bar; returns the ATR, or None during the warm-up."""
         n = self._n  # number of true ranges seen before this bar
