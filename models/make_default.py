@@ -18,8 +18,9 @@ What it does, each step with the engine's own code so training sees what the eng
    the fees either way).
 4. Fits an L2-regularised logistic regression with numpy (Newton's method) on the first 70 % of
    each segment and reports AUC, accuracy and Brier score on the last 30 % (chronological split).
-5. Builds the ONNX graph (opset 17, IR 8, so onnxruntime 1.17+ loads it) with the standard scaler
-   and a clip to ±5 folded into it (4 nodes, flat input), embeds the contract
+5. Builds the ONNX graph (opset 17, IR 8, so onnxruntime 1.17+ loads it): Gemm and Sigmoid on a
+   flat input, with the standard scaler and the clip to ±5 declared for the engine to apply as
+   rows enter the window (onnxruntime's cost is per node), embeds the contract
    (``app.engine.model_contract``) with golden vectors, loads the result with the engine's own
    :func:`load_model` as a self-test, and writes it. Same seed and arguments, same bytes.
 
@@ -55,6 +56,7 @@ from app.engine.model_contract import (  # noqa: E402
     GoldenCase,
     Layout,
     ModelContract,
+    Scaler,
     to_metadata,
 )
 from app.engine.sampling import BarSampler, as_floats  # noqa: E402
@@ -186,30 +188,23 @@ class Fit:
     weights: npt.NDArray[np.float32]  # (window * features, 1)
     bias: npt.NDArray[np.float32]  # (1,)
 
-    def folded(self) -> tuple[F32, F32, F32, F32]:
-        """``(low, high, weights, bias)`` as the graph holds them, float32.
-
-        The scaler folds into the linear layer and the ±CLIP on scaled values becomes a clip to
-        per-feature raw bounds (``mean ± CLIP / inv_scale``, the same cut as ``inv_scale > 0``), so
-        the graph is clip → Gemm → Sigmoid: onnxruntime pays a fixed cost per node, and on the
-        board that cost is most of a small model's latency.
-        """
-        mean = self.mean.astype(np.float64)
-        inv = self.inv_scale.astype(np.float64)
-        low = np.tile(mean - CLIP / inv, WINDOW).astype(np.float32)
-        high = np.tile(mean + CLIP / inv, WINDOW).astype(np.float32)
-        w = self.weights.astype(np.float64)[:, 0]
-        inv_flat, mean_flat = np.tile(inv, WINDOW), np.tile(mean, WINDOW)
-        weights = (w * inv_flat).astype(np.float32).reshape(-1, 1)
-        bias = np.asarray([self.bias[0] - np.dot(w * inv_flat, mean_flat)], dtype=np.float32)
-        return low, high, weights, bias
+    def scaler(self) -> Scaler:
+        """The declared scaler: the engine standardises and clips each row as it enters the window,
+        so the graph is Gemm → Sigmoid. Two element-wise nodes for the clip (Max, Min) cost more
+        than the rest of the graph when onnxruntime's code is cold, as it is once per bar."""
+        return Scaler(
+            mean=tuple(float(m) for m in self.mean),
+            scale=tuple(float(1.0 / np.float64(k)) for k in self.inv_scale),
+            clip=CLIP,
+        )
 
     def predict(self, x: F64) -> F64:
-        """The graph's computation in float64 on float32 inputs: the golden reference."""
-        low, high, weights, bias = (a.astype(np.float64) for a in self.folded())
-        flat = x.astype(np.float32).astype(np.float64).reshape(len(x), -1)
-        z = np.minimum(np.maximum(flat, low), high)
-        return _sigmoid(z @ weights[:, 0] + float(bias[0]))
+        """The model's computation in float64 on float32 inputs: the golden reference."""
+        x32 = x.astype(np.float32).astype(np.float64)
+        z = np.clip((x32 - self.mean.astype(np.float64)) * self.inv_scale.astype(np.float64),
+                    -CLIP, CLIP)  # fmt: skip
+        logit = z.reshape(len(x), -1) @ self.weights.astype(np.float64)[:, 0]
+        return _sigmoid(logit + float(self.bias[0]))
 
 
 def train(data: Samples) -> Fit:
@@ -271,20 +266,15 @@ def metrics(p: F64, y: F64) -> dict[str, float]:
 
 
 def build_graph(fit: Fit, metadata: dict[str, str]) -> onnx.ModelProto:
-    """window [1, W·F] → max(low) → min(high) → x·w + b → sigmoid [1, 1]: 4 nodes (see
-    :meth:`Fit.folded`)."""
+    """window [1, W·F], scaled and clipped by the engine (:meth:`Fit.scaler`) → x·w + b →
+    sigmoid [1, 1]: 2 nodes."""
     n_in = WINDOW * len(FEATURES)
-    low, high, weights, bias = fit.folded()
     inits = [
-        numpy_helper.from_array(low.reshape(1, n_in), "clip_low"),
-        numpy_helper.from_array(high.reshape(1, n_in), "clip_high"),
-        numpy_helper.from_array(weights, "weights"),
-        numpy_helper.from_array(bias, "bias"),
+        numpy_helper.from_array(fit.weights.astype(np.float32), "weights"),
+        numpy_helper.from_array(fit.bias.astype(np.float32), "bias"),
     ]
     nodes = [
-        helper.make_node("Max", [INPUT_NAME, "clip_low"], ["above_low"]),
-        helper.make_node("Min", ["above_low", "clip_high"], ["clipped"]),
-        helper.make_node("Gemm", ["clipped", "weights", "bias"], ["logit"]),
+        helper.make_node("Gemm", [INPUT_NAME, "weights", "bias"], ["logit"]),
         helper.make_node("Sigmoid", ["logit"], [OUTPUT_NAME]),
     ]
     graph = helper.make_graph(
@@ -355,7 +345,7 @@ def make(seed: int, segment_minutes: int, out: Path) -> bytes:
         layout=Layout.FLAT,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
-        scaler=None,
+        scaler=fit.scaler(),
         output="prob_up",
         long_threshold=long_t,
         short_threshold=short_t,

@@ -33,7 +33,14 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from app.engine.model_contract import Direction, ModelContract, TensorInfo, check_io, parse_contract
+from app.engine.model_contract import (
+    Direction,
+    ModelContract,
+    Scaler,
+    TensorInfo,
+    check_io,
+    parse_contract,
+)
 from app.errors import ModelError
 
 Window = npt.NDArray[np.floating]  # (window, features), oldest row first
@@ -89,6 +96,7 @@ class LoadedModel:
 
     __slots__ = (
         "_buf",
+        "_clip",
         "_inv_scale",
         "_keep",
         "_mean",
@@ -118,6 +126,7 @@ class LoadedModel:
         sc = contract.scaler
         self._mean = None if sc is None else np.asarray(sc.mean, dtype=np.float32)
         self._inv_scale = None if sc is None else (1.0 / np.asarray(sc.scale)).astype(np.float32)
+        self._clip = None if sc is None else sc.clip
         # Bound once: every run reads the window predict wrote and writes where it reads.
         self._run, self._keep = _bound_run(session, contract, self._buf, self._out)
 
@@ -137,29 +146,32 @@ class LoadedModel:
         if self._mean is not None and self._inv_scale is not None:
             np.subtract(rows, self._mean, out=rows)
             np.multiply(rows, self._inv_scale, out=rows)
+            if self._clip is not None:
+                np.clip(rows, -self._clip, self._clip, out=rows)
         self._run()
         return float(self._out_flat[0])
 
-    def bind(self, rows: Window) -> Callable[[], float]:
-        """A predict for the window that lives in ``rows``, bound to the session once.
+    def new_window(self) -> WindowBuffer:
+        """An empty window for this model: its shape, and its declared scaler applied at push."""
+        c = self.contract
+        return WindowBuffer(c.window, len(c.features), c.scaler)
 
-        ``rows`` must be a C-contiguous float32 array of ``contract.window_shape`` that stays put
-        (a :meth:`WindowBuffer.view`); each call of the returned function runs the model on the
-        rows as they are then, without copying them (when the model has a scaler baked into its
-        graph; a declared scaler is applied on a copy, as :meth:`predict` does). One binding per
-        window, so windows of several symbols share the session without rebinding.
+    def bind(self, window: WindowBuffer) -> Callable[[], float]:
+        """A predict for ``window`` (from :meth:`new_window`), bound to the session once.
+
+        Each call of the returned function runs the model on the window's rows as they are then,
+        without copying them: the window's buffer is the bound input, and the window has already
+        applied any declared scaler to each row as it was pushed. One binding per window, so
+        windows of several symbols share the session without rebinding. Raises ``ValueError``
+        for a window of another shape or scaler.
         """
-        if (
-            rows.shape != self._rows.shape
-            or rows.dtype != np.float32
-            or not rows.flags["C_CONTIGUOUS"]
-        ):
+        rows = window.view()
+        if rows.shape != self._rows.shape or window.scaler != self.contract.scaler:
             raise ValueError(
-                f"cannot bind a {rows.dtype} window of shape {rows.shape}: model "
-                f"{self.contract.model_version} needs a C-contiguous float32 {self._rows.shape}"
+                f"cannot bind a window of shape {rows.shape} and scaler {window.scaler}: model "
+                f"{self.contract.model_version} needs {self._rows.shape} and "
+                f"{self.contract.scaler}"
             )
-        if self._mean is not None:
-            return partial(self.predict, rows)
         out = np.zeros_like(self._out)
         run, keep = _bound_run(self.session, self.contract, rows, out)
         # Read through a memoryview: a Python float straight from the bytes, without entering
@@ -337,15 +349,39 @@ class WindowBuffer:
     never moves, so a model binds it once as its input (:meth:`LoadedModel.bind`) and runs on it
     without a copy. A row with a missing value (None: a feature still warming up) is stored as
     NaN, and the window is :attr:`ready` only once ``window`` complete rows follow it.
+
+    With a ``scaler`` (a model's declared one) each row is stored scaled and clipped, so the
+    rows are the graph's input as they are.
     """
 
-    __slots__ = ("_bytes", "_complete", "_last", "_pack", "_rows", "n_features", "window")
+    __slots__ = (
+        "_bytes",
+        "_clip",
+        "_complete",
+        "_inv_scale",
+        "_last",
+        "_mean",
+        "_pack",
+        "_rows",
+        "n_features",
+        "scaler",
+        "window",
+    )
 
-    def __init__(self, window: int, n_features: int) -> None:
+    def __init__(self, window: int, n_features: int, scaler: Scaler | None = None) -> None:
         if window < 1 or n_features < 1:
             raise ValueError(f"window and features must be >= 1, got {window}x{n_features}")
+        if scaler is not None and not len(scaler.mean) == len(scaler.scale) == n_features:
+            raise ValueError(f"the scaler is not for {n_features} features")
         self.window = window
         self.n_features = n_features
+        self.scaler = scaler
+        # As LoadedModel.predict applies a declared scaler: float32 mean and 1 / scale.
+        self._mean = [] if scaler is None else [float(np.float32(m)) for m in scaler.mean]
+        self._inv_scale = (
+            [] if scaler is None else [float(np.float32(1.0 / s)) for s in scaler.scale]
+        )
+        self._clip = math.inf if scaler is None or scaler.clip is None else scaler.clip
         # float32, the model's input type: the model reads these bytes as they are.
         self._rows = np.full((window, n_features), np.nan, dtype=np.float32)
         # Pushes go through a byte view and struct, not numpy: a third of the cost per row, and
@@ -361,12 +397,23 @@ class WindowBuffer:
             raise ValueError(f"row has {len(row)} values, the window has {self.n_features}")
         b, last = self._bytes, self._last
         b[:last] = b[4 * self.n_features :]  # one memmove: every row moves up one place
-        if None in row:
-            self._pack(b, last, *[math.nan if v is None else v for v in row])
-            self._complete = 0
-        else:
+        complete = None not in row
+        if self._mean:
+            hi = self._clip
+            lo = -hi
+            scaled: list[float] = []
+            for v, m, k in zip(row, self._mean, self._inv_scale, strict=True):
+                if v is None:
+                    scaled.append(math.nan)
+                else:
+                    z = (v - m) * k
+                    scaled.append(lo if z < lo else hi if z > hi else z)  # NaN stays NaN
+            self._pack(b, last, *scaled)
+        elif complete:
             self._pack(b, last, *row)
-            self._complete += 1
+        else:
+            self._pack(b, last, *[math.nan if v is None else v for v in row])
+        self._complete = self._complete + 1 if complete else 0
         return self._complete >= self.window
 
     @property

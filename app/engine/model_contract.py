@@ -16,7 +16,8 @@ Keys (all values are strings; JSON where noted)::
     layout           "window": input [1, window, features]; "flat": [1, window * features]
     input_name       the graph's one input (float32)
     output_name      the graph's one output (float32, shape [1, 1] or [1])
-    scaler           "baked" (in the graph) or JSON {"mean": [F floats], "scale": [F floats]}
+    scaler           "baked" (in the graph) or JSON {"mean": [F floats], "scale": [F floats]},
+                     optionally with "clip": c > 0 (scaled values cut to [-c, c])
     output           what the output means; v1 knows "prob_up"
     long_threshold   prob_up >= this: go long
     short_threshold  prob_up <= this: go short (short_threshold < long_threshold)
@@ -89,10 +90,16 @@ class Direction(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Scaler:
-    """A standard scaler applied by the engine before the graph: ``(x - mean) / scale``."""
+    """A standard scaler applied by the engine before the graph: ``(x - mean) / scale``, then cut
+    to ``[-clip, clip]`` when ``clip`` is given (None: not cut).
+
+    The engine applies it as each row enters the window, in compiled code, so the graph starts at
+    the model proper: onnxruntime's element-wise kernels cost several microseconds each when cold.
+    """
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
+    clip: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +289,13 @@ def _scaler(meta: Mapping[str, str], n_features: int, p: _Problems) -> Scaler | 
     if any(s <= 0.0 for s in scale):
         p.add("metadata scaler: every scale must be positive")
         return None
-    return Scaler(mean, scale)
+    clip = value.get("clip") if isinstance(value, dict) else None
+    if clip is not None and (
+        isinstance(clip, bool) or not isinstance(clip, int | float) or not 0.0 < clip < math.inf
+    ):
+        p.add(f"metadata scaler clip must be a positive number, got {clip!r}")
+        return None
+    return Scaler(mean, scale, None if clip is None else float(clip))
 
 
 def _golden(meta: Mapping[str, str], window_shape: tuple[int, int], p: _Problems) -> Golden:
@@ -493,6 +506,7 @@ def to_metadata(contract: ModelContract) -> dict[str, str]:
                 "mean": [_num(v) for v in contract.scaler.mean],
                 "scale": [_num(v) for v in contract.scaler.scale],
             }
+            | ({} if contract.scaler.clip is None else {"clip": contract.scaler.clip})
         ),
         "output": contract.output,
         "long_threshold": repr(contract.long_threshold),

@@ -26,7 +26,7 @@ from app.clock import Clock
 from app.engine.book import OrderBook
 from app.engine.events import AggTrade, DepthUpdate, Event, MarkPriceUpdate
 from app.engine.features import ATR, Bar, BarBuilder, bars_from_klines
-from app.engine.inference import InferenceSlot, LoadedModel, WindowBuffer
+from app.engine.inference import InferenceSlot, LoadedModel
 from app.engine.model_contract import Direction
 from app.engine.orders import Order, OrderUpdate, Side
 from app.engine.portfolio import AccountSnapshot
@@ -82,8 +82,8 @@ class _Symbol:
     def __init__(self, model: LoadedModel) -> None:
         c = model.contract
         self.sampler = BarSampler(c.features, c.bar_interval_s)
-        self.window = WindowBuffer(c.window, len(c.features))
-        self.predict = model.bind(self.window.view())  # the model reads the window in place
+        self.window = model.new_window()
+        self.predict = model.bind(self.window)  # the model reads the window in place
         self.risk_bars = BarBuilder(RISK_BAR_S)
         self.atr = ATR(RISK_ATR_PERIOD)
         self.atr_value: float | None = None

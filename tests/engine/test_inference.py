@@ -11,6 +11,7 @@ import pytest
 
 from app.engine.inference import InferenceSlot, LoadedModel, WindowBuffer, load_model
 from app.errors import ModelError
+from tests.engine.graph import graph_input, graph_run
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
 
@@ -31,9 +32,10 @@ def realistic_windows(model: LoadedModel, n: int, seed: int) -> list[np.ndarray]
 
 def test_predict_matches_plain_run(default_model: LoadedModel) -> None:
     c = default_model.contract
+    assert c.scaler is not None and c.scaler.clip == 5.0  # the default model declares both
     for w in realistic_windows(default_model, 50, seed=3):
         plain = default_model.session.run(
-            [c.output_name], {c.input_name: w.astype(np.float32).reshape(c.input_shape)}
+            [c.output_name], {c.input_name: graph_input(default_model, w)}
         )[0]
         assert default_model.predict(w) == float(plain.reshape(-1)[0])
 
@@ -209,26 +211,43 @@ async def test_market_data_keeps_flowing_while_a_model_loads(default_model: Load
 
 
 def test_a_bound_window_predicts_as_predict_does(default_model: LoadedModel) -> None:
-    buf = WindowBuffer(*default_model.contract.window_shape)
-    run = default_model.bind(buf.view())
+    # Raw golden rows pushed: the window applies the declared scaler and clip as predict does.
+    buf = default_model.new_window()
+    run = default_model.bind(buf)
     for case in default_model.contract.golden.cases:
         for row in case.input:
             buf.push(list(row))
         assert run() == pytest.approx(case.output, abs=default_model.contract.golden.tolerance)
-        assert run() == default_model.predict(buf.view())
+        assert run() == graph_run(default_model, buf.view())
+        assert run() == pytest.approx(default_model.predict(np.asarray(case.input)), abs=1e-6)
+
+
+def test_the_window_clips_as_the_scaler_says(default_model: LoadedModel) -> None:
+    sc = default_model.contract.scaler
+    assert sc is not None and sc.clip is not None
+    buf = default_model.new_window()
+    far = [m + 1e6 * s for m, s in zip(sc.mean, sc.scale, strict=True)]
+    buf.push([None, *far[1:]])
+    assert np.isnan(buf.view()[-1, 0]) and not buf.ready
+    assert np.all(buf.view()[-1, 1:] == np.float32(sc.clip))
+    exact = [m + 0.5 * s for m, s in zip(sc.mean, sc.scale, strict=True)]
+    buf.push(exact)
+    assert np.allclose(buf.view()[-1], 0.5, atol=1e-5)
+    assert graph_input(default_model, np.asarray([exact] * 16))[0, :10] == pytest.approx(
+        buf.view()[-1], abs=1e-5
+    )
 
 
 @pytest.mark.parametrize(
-    "rows",
+    "window",
     [
-        np.zeros((15, 10), dtype=np.float32),
-        np.zeros((16, 10), dtype=np.float64),
-        np.zeros((16, 10), dtype=np.float32, order="F"),  # right shape, wrong memory order
+        WindowBuffer(15, 10),
+        WindowBuffer(16, 10),  # right shape, but no scaler: the model declares one
     ],
-    ids=["shape", "dtype", "order"],
+    ids=["shape", "scaler"],
 )
-def test_bind_refuses_a_window_it_cannot_read_in_place(
-    default_model: LoadedModel, rows: np.ndarray
+def test_bind_refuses_a_window_it_cannot_read_as_it_is(
+    default_model: LoadedModel, window: WindowBuffer
 ) -> None:
     with pytest.raises(ValueError, match="cannot bind"):
-        default_model.bind(rows)
+        default_model.bind(window)

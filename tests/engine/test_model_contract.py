@@ -53,9 +53,10 @@ def contract(**changes: object) -> ModelContract:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def test_metadata_round_trip() -> None:
+@pytest.mark.parametrize("clip", [None, 5.0])
+def test_metadata_round_trip(clip: float | None) -> None:
     c = contract(
-        scaler=Scaler((0.0, 50.0), (1e-4, 10.0)),
+        scaler=Scaler((0.0, 50.0), (1e-4, 10.0), clip),
         layout=Layout.FLAT,
         symbols=("btcusdt",),
         description="d",
@@ -113,6 +114,16 @@ def test_unknown_feature_names_the_bad_one() -> None:
         ("features", "[]", "metadata features must be a non-empty JSON list of feature names"),
         ("features", '["rsi_14","rsi_14"]', "metadata features lists rsi_14 more than once"),
         ("scaler", '{"mean": [0], "scale": [1]}', "has 1 means and 1 scales for 2 features"),
+        (
+            "scaler",
+            '{"mean": [0, 0], "scale": [1, 1], "clip": -5}',
+            "metadata scaler clip must be a positive number, got -5",
+        ),
+        (
+            "scaler",
+            '{"mean": [0, 0], "scale": [1, 1], "clip": true}',
+            "metadata scaler clip must be a positive number, got True",
+        ),
         ("golden", "{", "metadata golden is not valid JSON"),
         ("golden", '{"tolerance": 0.1, "cases": []}', "metadata golden has no cases"),
         (

@@ -14,6 +14,7 @@ from app.engine.decode import decode_event
 from app.engine.events import Event
 from app.engine.inference import LoadedModel, load_model
 from app.models.sandbox import Sandbox, make_sandbox
+from tests.engine.graph import graph_run
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
 SYMBOL = "BTCUSDT"
@@ -81,7 +82,7 @@ def test_a_quiet_spell_closes_every_bar_but_decides_once(model: LoadedModel) -> 
     assert last is not None
     # The decision is stamped at the latest close, and made on the window as it is now.
     assert last.ts_ms == (ts + 5_000) - (ts + 5_000) % 1000
-    assert last.prob == pytest.approx(model.predict(window.copy()), abs=1e-6)
+    assert last.prob == pytest.approx(graph_run(model, window), abs=1e-6)
     assert not np.isnan(window).any()
 
 
@@ -89,6 +90,6 @@ def test_the_bound_window_is_what_the_model_reads(model: LoadedModel) -> None:
     box, clock, ts = _warm(model)
     state = box.trader._state[SYMBOL]
     rows = state.window.view()
-    assert state.predict() == pytest.approx(model.predict(rows.copy()), abs=1e-7)
+    assert state.predict() == pytest.approx(graph_run(model, rows), abs=1e-7)
     _feed(box, clock, ts, 99.0)
-    assert state.predict() == pytest.approx(model.predict(rows.copy()), abs=1e-7)
+    assert state.predict() == pytest.approx(graph_run(model, rows), abs=1e-7)
