@@ -1,4 +1,4 @@
-"""app.native: the compiled build is used only when it matches the sources, and can be turned off."""
+"""app.native: a compiled build is used only when it matches the sources and is not turned off."""
 
 from __future__ import annotations
 
