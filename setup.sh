@@ -23,11 +23,16 @@ if [ ! -e "$stamp" ]; then
     touch "$stamp"
 fi
 # The per-message modules compiled with mypyc (app/native.py): rebuilt only when their sources
-# changed. Without a C compiler or Python's headers the engine runs them as Python, the same code.
-if ! .venv/bin/appliance native | grep -q ': in use:'; then
+# changed, by the Python sources (APPLIANCE_NATIVE=0), and dropped if the result does not import.
+# Without a C compiler or Python's headers the engine runs them as Python, the same code.
+if ! .venv/bin/appliance native 2>/dev/null | grep -q ': in use:'; then
     echo "setup: compiling the per-message modules with mypyc (about a minute)" >&2
-    if ! .venv/bin/appliance --log-level WARNING native build >.venv/native-build.log 2>&1; then
+    if ! APPLIANCE_NATIVE=0 .venv/bin/appliance --log-level WARNING native build \
+        >.venv/native-build.log 2>&1; then
         echo "setup: mypyc build failed (see .venv/native-build.log); the engine runs as Python" >&2
+    elif ! .venv/bin/python -c 'import app.engine.bench' >>.venv/native-build.log 2>&1; then
+        echo "setup: the mypyc build does not import (see .venv/native-build.log); removed" >&2
+        rm -rf "$(APPLIANCE_NATIVE=0 .venv/bin/python -c 'from app import native; print(native.build_dir())')"
     fi
 fi
 .venv/bin/appliance native >&2
