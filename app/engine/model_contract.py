@@ -93,8 +93,8 @@ class Scaler:
     """A standard scaler applied by the engine before the graph: ``(x - mean) / scale``, then cut
     to ``[-clip, clip]`` when ``clip`` is given (None: not cut).
 
-    The engine applies it as each row enters the window, in compiled code, so the graph starts at
-    the model proper: onnxruntime's element-wise kernels cost several microseconds each when cold.
+    The engine applies it as each row enters the window, so the graph starts at the model proper:
+    onnxruntime's element-wise kernels cost several microseconds each when cold.
     """
 
     mean: tuple[float, ...]
