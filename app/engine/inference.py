@@ -358,8 +358,10 @@ class WindowBuffer:
         "_bytes",
         "_clip",
         "_complete",
+        "_floats",
         "_inv_scale",
         "_last",
+        "_last_item",
         "_mean",
         "_pack",
         "_rows",
@@ -384,35 +386,40 @@ class WindowBuffer:
         self._clip = math.inf if scaler is None or scaler.clip is None else scaler.clip
         # float32, the model's input type: the model reads these bytes as they are.
         self._rows = np.full((window, n_features), np.nan, dtype=np.float32)
-        # Pushes go through a byte view and struct, not numpy: a third of the cost per row, and
-        # a fifth when the caches are cold (as they are once per bar).
+        # Pushes go through memoryviews and struct, not numpy: a third of the cost per row, and a
+        # fifth when the caches are cold (as they are once per bar).
         self._bytes = self._rows.data.cast("B")
         self._last = self._rows.nbytes - 4 * n_features  # where the newest row starts
+        self._floats = self._bytes.cast("f")  # the same memory as float32 items
         self._pack = struct.Struct(f"={n_features}f").pack_into
+        self._last_item = (window - 1) * n_features
         self._complete = 0
 
     def push(self, row: Sequence[float | None]) -> bool:
         """Append the latest bar's row; returns :attr:`ready`."""
         if len(row) != self.n_features:
             raise ValueError(f"row has {len(row)} values, the window has {self.n_features}")
-        b, last = self._bytes, self._last
-        b[:last] = b[4 * self.n_features :]  # one memmove: every row moves up one place
+        b = self._bytes
+        b[: self._last] = b[4 * self.n_features :]  # one memmove: every row moves up one place
         complete = None not in row
         if self._mean:
-            hi = self._clip
+            # Item by item into the float32 view: no list, no argument tuple, and compiled
+            # (app.native) the arithmetic stays unboxed: 1.5 µs a row where a list and
+            # pack_into took 3.7 (4.8 → 2.7 as Python).
+            out, at = self._floats, self._last_item
+            mean, inv_scale, hi = self._mean, self._inv_scale, self._clip
             lo = -hi
-            scaled: list[float] = []
-            for v, m, k in zip(row, self._mean, self._inv_scale, strict=True):
+            for i in range(self.n_features):
+                v = row[i]
                 if v is None:
-                    scaled.append(math.nan)
+                    out[at + i] = math.nan
                 else:
-                    z = (v - m) * k
-                    scaled.append(lo if z < lo else hi if z > hi else z)  # NaN stays NaN
-            self._pack(b, last, *scaled)
+                    z = (v - mean[i]) * inv_scale[i]
+                    out[at + i] = lo if z < lo else hi if z > hi else z  # NaN stays NaN
         elif complete:
-            self._pack(b, last, *row)
+            self._pack(b, self._last, *row)
         else:
-            self._pack(b, last, *[math.nan if v is None else v for v in row])
+            self._pack(b, self._last, *[math.nan if v is None else v for v in row])
         self._complete = self._complete + 1 if complete else 0
         return self._complete >= self.window
 
