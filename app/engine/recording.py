@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import msgspec
-
 from app.config import StoreConfig
 from app.engine.events import AggTrade, BookTicker, DepthUpdate, Event, Level, MarkPriceUpdate
 from app.store.recorder import Recorder
@@ -28,9 +26,6 @@ class RecordingSink:
         self._levels = cfg.book_snapshot_levels
         self._interval_ns = int(cfg.book_snapshot_interval_s * 1e9)
         self._next_snapshot_ns: dict[str, int] = {}
-        self._encode = (
-            msgspec.json.Encoder().encode
-        )  # a tenth of json.dumps' cost; compact JSON text
 
     def __call__(self, ts_recv_ns: int, raw: bytes, event: Event | None) -> None:
         rec = self._recorder
@@ -70,16 +65,9 @@ class RecordingSink:
                 if view is not None:
                     self._next_snapshot_ns[d.symbol] = ts_recv_ns + self._interval_ns
                     update_id, bids, asks = view
-                    encode = self._encode
-                    rec.book_snapshot(
-                        (
-                            ts_recv_ns,
-                            d.symbol,
-                            update_id,
-                            encode(bids).decode(),
-                            encode(asks).decode(),
-                        )
-                    )
+                    # The level lists are fresh and their levels immutable: the writer thread
+                    # encodes them, off the event loop.
+                    rec.book_snapshot((ts_recv_ns, d.symbol, update_id, bids, asks))
         elif kind is MarkPriceUpdate:
             m: MarkPriceUpdate = event  # type: ignore[assignment]
             rec.mark(

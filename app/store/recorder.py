@@ -20,9 +20,11 @@ import queue
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from app.clock import Clock
 from app.config import StoreConfig
@@ -32,7 +34,9 @@ log = logging.getLogger(__name__)
 
 TradeRow = tuple[int, int, str, int, str, str, int]
 TopRow = tuple[int, int, str, int, str, str, str, str]
-SnapshotRow = tuple[int, str, int, str, str]
+# (ts_recv_ns, symbol, last update id, bids, asks): the levels as the book holds them, encoded
+# to JSON text by the writer thread, not on the event loop.
+SnapshotRow = tuple[int, str, int, Sequence[Sequence[str]], Sequence[Sequence[str]]]
 MarkRow = tuple[int, int, str, str, str, str, int]
 
 # How often the writer looks at free disk space; statvfs is cheap but not free.
@@ -96,6 +100,7 @@ class Recorder:
         self._week_end_ns = 0
         self._week_start_ns = 0
         self._next_disk_check_ns = 0
+        self._encode = msgspec.json.Encoder().encode  # book levels to compact JSON text
         self._alarm_up = False
         self.stats = RecorderStats()
 
@@ -260,8 +265,13 @@ class Recorder:
             if batch.tops:
                 conn.executemany("INSERT INTO tops VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch.tops)
             if batch.snapshots:
+                enc = self._encode
                 conn.executemany(
-                    "INSERT INTO book_snapshots VALUES (?, ?, ?, ?, ?)", batch.snapshots
+                    "INSERT INTO book_snapshots VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (ts, symbol, uid, enc(bids).decode(), enc(asks).decode())
+                        for ts, symbol, uid, bids, asks in batch.snapshots
+                    ],
                 )
             if batch.marks:
                 conn.executemany("INSERT INTO marks VALUES (?, ?, ?, ?, ?, ?, ?)", batch.marks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -41,6 +42,22 @@ def test_frames_and_rows_round_trip(tmp_path: Path) -> None:
     conn.close()
     assert rec.stats.frames == len(sent)
     assert rec.stats.batches >= len(sent) * 2 // 50
+
+
+def test_book_snapshots_are_stored_as_json_levels(tmp_path: Path) -> None:
+    # The hot path hands over the book's level lists; the writer thread encodes them.
+    rec = Recorder(StoreConfig(), tmp_path, ManualClock())
+    rec.start()
+    ts = _ns("2026-11-18T12:00:00")
+    bids, asks = [("65000.10", "0.002"), ("64999.9", "1.5")], [("65000.2", "0.010")]
+    rec.book_snapshot((ts, "BTCUSDT", 42, bids, asks))
+    rec.stop()
+    conn = sqlite3.connect(weeks.market_file(tmp_path, weeks.week_of(ts)))
+    row = conn.execute("SELECT symbol, update_id, bids, asks FROM book_snapshots").fetchone()
+    conn.close()
+    assert row[:2] == ("BTCUSDT", 42)
+    assert json.loads(row[2]) == [list(b) for b in bids]
+    assert json.loads(row[3]) == [list(a) for a in asks]
 
 
 def test_rotation_across_iso_week_yields_verified_backup(tmp_path: Path) -> None:
