@@ -4,9 +4,9 @@ Each message goes decode → book → features → (inference → signal → ris
 hand-off to the recorder, exactly through the engine's own objects (:class:`MarketData`,
 :class:`Trader`, :class:`RiskGate`, :class:`PaperExchange`, :class:`RecordingSink`); only the
 recorder's disk write is left out (its queue is emptied every 64 messages, untimed, as the writer
-thread takes each batch within a flush interval). Latency is per message,
-from the frame in hand to the decision made, measured with ``perf_counter_ns``. The collector is
-tuned and start-up objects frozen as the engine does (:mod:`app.engine.gcpolicy`).
+thread takes each batch within a flush interval). Latency is per message, from the frame in hand
+to the decision made, measured with ``perf_counter_ns``. The collector is tuned and start-up
+objects frozen as the engine does (:mod:`app.engine.gcpolicy`).
 
 The recording is looped until ``--messages`` have been measured. Books, account, gate and orders
 are reset on every pass: diff-depth books resync from the recording's REST snapshots, fetched by
