@@ -86,6 +86,11 @@ def _ext(path: Path, module: str) -> Path:
     )
 
 
+def _files(directory: Path) -> dict[str, Path]:
+    """Every extension a complete build holds, by module name (mypyc's group library too)."""
+    return {m: _ext(directory, m) for m in (*MODULES, GROUP + "__mypyc")}
+
+
 def check(directory: Path | None = None) -> Status:
     """Whether the build in ``directory`` (default: :func:`build_dir`) may be used."""
     directory = directory or build_dir()
@@ -105,7 +110,7 @@ def check(directory: Path | None = None) -> Status:
         return Status(False, f"cannot read a source: {exc}", directory)
     if stamp.get("sources") != current:
         return Status(False, "sources changed since the build: rebuild", directory)
-    missing = [m for m in (*MODULES, GROUP + "__mypyc") if not _ext(directory, m).exists()]
+    missing = [m for m, file in _files(directory).items() if not file.exists()]
     if missing:
         return Status(False, f"build incomplete, missing {', '.join(missing)}", directory)
     return Status(True, f"mypyc build of {len(MODULES)} modules", directory)
@@ -116,7 +121,7 @@ class _Finder:
     path finder; not derived from ``importlib.abc``, whose import costs more than this module)."""
 
     def __init__(self, directory: Path) -> None:
-        self._files = {m: _ext(directory, m) for m in (*MODULES, GROUP + "__mypyc")}
+        self._files = _files(directory)
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None

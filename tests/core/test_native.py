@@ -16,8 +16,7 @@ from app import native
 def fake_build(directory: Path, **stamp_changes: object) -> Path:
     """A build directory as `appliance native build` leaves it (empty files stand for the
     extensions: check() looks at the stamp and that every file is there, it loads none)."""
-    for module in (*native.MODULES, native.GROUP + "__mypyc"):
-        path = native._ext(directory, module)
+    for path in native._files(directory).values():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
     stamp = {"modules": list(native.MODULES), "sources": native.digest()} | stamp_changes
