@@ -16,10 +16,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from app import config as config_mod
+from app import contract
+from app import ctl as ctl_mod
 from app.clock import SystemClock
-from app.errors import ApplianceError
+from app.errors import ApplianceError, ControlError
 
 
 def default_data_dir() -> Path:
@@ -52,8 +55,7 @@ def _cmd_engine(ns: argparse.Namespace) -> int:
     from app.engine.main import run_engine
 
     cfg = _load(ns)
-    asyncio.run(run_engine(cfg, SystemClock()))
-    return 0
+    return asyncio.run(run_engine(cfg, SystemClock()))
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
@@ -64,25 +66,59 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_ctl(ns: argparse.Namespace) -> int:
-    from app import ctl
-
     cfg = _load(ns)
-    reply = ctl.request(cfg.control_socket, ns.command, ctl.parse_args(ns.args), actor=ns.actor)
-    if (
-        reply.get("ok")
-        and ns.wait
-        and isinstance(reply.get("result"), dict)
-        and "job" in reply["result"]
-    ):
-        state = ctl.wait_job(cfg.control_socket, reply["result"]["job"], actor=ns.actor)
-        reply = {"id": reply.get("id"), "ok": state["state"] == "done", "result": state}
-    json.dump(
-        reply.get("result") if reply.get("ok") else {"error": reply.get("error")},
-        sys.stdout,
-        indent=2,
-    )
+    try:
+        spec = ctl_mod.spec_named(ns.command)
+        args = ctl_mod.parse_args(spec, ns.args)
+    except ControlError as exc:
+        print(f"appliance ctl: {exc}", file=sys.stderr)
+        return 2
+    client = ctl_mod.EngineClient(cfg.control_socket, actor=ns.actor)
+    return asyncio.run(_ctl(client, spec, args, ns))
+
+
+async def _ctl(
+    client: ctl_mod.EngineClient, spec: contract.AnySpec, args: Any, ns: argparse.Namespace
+) -> int:
+    reply: Any
+    if spec is contract.HELP:
+        return _print_help(await client.call(contract.HELP))
+    if spec.slow and not ns.wait:
+        reply = await client.start(spec, args)
+    else:
+        reply = await client.call(spec, args)
+    if not reply.reachable:
+        print(f"appliance ctl: {reply.error}", file=sys.stderr)
+        return 2
+    if not reply.ok:
+        json.dump({"error": reply.error}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 1
+    json.dump(contract.to_builtins(reply.result), sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return 0 if reply.get("ok") else 1
+    return 0
+
+
+def _print_help(reply: ctl_mod.Reply[list[contract.CommandHelp]]) -> int:
+    """The engine's commands (the contract) with their arguments; the contract if it is down."""
+    if reply.ok and reply.result is not None:
+        rows = reply.result
+    else:
+        rows = [
+            contract.CommandHelp(
+                name=s.name, doc=s.doc, changes=s.changes, slow=s.slow, args=s.arg_fields()
+            )
+            for s in contract.COMMANDS.values()
+        ]
+        print(f"(engine not reachable: {reply.error}; listing the contract)")
+    for row in rows:
+        flags = ", ".join(
+            f for f, on in (("changes: journalled", row.changes), ("slow: a job", row.slow)) if on
+        )
+        print(f"{row.name:16} {row.doc}" + (f" [{flags}]" if flags else ""))
+        for name, kind in row.args.items():
+            print(f"{'':16}   {name}: {kind}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,20 +2,25 @@
 
 Layers, later wins: shipped defaults → a TOML file (``/etc/appliance/appliance.toml`` on the image,
 or ``--config``) → environment variables ``APPLIANCE_<SECTION>_<KEY>`` (for example
-``APPLIANCE_EXCHANGE_PROFILE=testnet``). Nothing reads configuration from a global: the CLI builds
-one :class:`AppConfig` and hands the parts to the components that need them.
+``APPLIANCE_EXCHANGE_PROFILE=testnet``) → settings saved from the panel or ``settings.set`` (the
+engine applies them at start with :func:`with_saved`; only :data:`RUNTIME` settings) → the CLI's
+flags. Every layer passes the same :func:`validate`, so a TOML file cannot set a limit that the
+panel would refuse. Nothing reads configuration from a global: the CLI builds one :class:`AppConfig`
+and hands the parts to the components that need them; ``AppConfig.sources`` says which layer set
+each value that is not a default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from app.errors import ConfigError
 from app.live.settings import LiveConfig
@@ -159,6 +164,11 @@ class AppConfig:
     paper: PaperConfig = field(default_factory=PaperConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    # "section.key" -> the layer that set it ("toml", "env", "saved", "cli"); absent: default.
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False)
+
+    def source(self, key: str) -> Source:
+        return self.sources.get(key, "default")
 
     @property
     def control_socket(self) -> Path:
@@ -175,6 +185,42 @@ class AppConfig:
     @property
     def trading_db(self) -> Path:
         return self.data_dir / "trading.db"
+
+
+Source = Literal["default", "toml", "env", "saved", "cli"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What an operator may set a runtime setting to."""
+
+    kind: Literal["decimal", "int", "symbols"]
+    low: Decimal = Decimal(0)
+    high: Decimal = Decimal(0)
+
+
+# The settings that may change while the engine runs (the panel's Settings page, ``settings.set``),
+# and their bounds, which every layer must respect: generous enough for any sane account, tight
+# enough that a typo (0.5 for 0.005) cannot risk half the equity on one trade.
+RUNTIME: dict[str, Bound] = {
+    "risk.risk_per_trade": Bound("decimal", Decimal("0.0001"), Decimal("0.05")),
+    "risk.kelly_fraction": Bound("decimal", Decimal("0"), Decimal("1")),
+    "risk.max_position_notional": Bound("decimal", Decimal("1"), Decimal("1000000")),
+    "risk.max_leverage": Bound("decimal", Decimal("0.1"), Decimal("10")),
+    "risk.max_daily_loss": Bound("decimal", Decimal("0.001"), Decimal("0.5")),
+    "risk.max_drawdown": Bound("decimal", Decimal("0.01"), Decimal("0.9")),
+    "risk.losing_streak": Bound("int", Decimal("1"), Decimal("100")),
+    "risk.cooldown_minutes": Bound("int", Decimal("0"), Decimal("10080")),
+    "feed.symbols": Bound("symbols", Decimal("1"), Decimal("20")),
+}
+_SYMBOL = re.compile(r"^[a-z0-9]{2,20}$")
+
+
+def setting_text(cfg: AppConfig, key: str) -> str:
+    """A runtime setting's current value as the text the panel shows and the journal records."""
+    section, name = key.split(".")
+    value = getattr(getattr(cfg, section), name)
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -240,7 +286,70 @@ def validate(cfg: AppConfig) -> AppConfig:
         raise ConfigError("feed.depth_levels must be 5, 10 or 20 (Binance's partial depths)")
     if cfg.store.batch_max < 1 or cfg.store.flush_interval_s <= 0:
         raise ConfigError("store.batch_max must be >= 1 and store.flush_interval_s > 0")
+    for key, bound in RUNTIME.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if bound.kind == "symbols":
+            bad = [s for s in value if not _SYMBOL.match(s)]
+            if bad:
+                raise ConfigError(f"{key}: {', '.join(map(repr, bad))} is not a symbol")
+            if len(value) > bound.high:
+                raise ConfigError(f"{key}: at most {bound.high} symbols")
+            if len(set(value)) != len(value):
+                raise ConfigError(f"{key}: a symbol is listed twice")
+            continue
+        if not bound.low <= Decimal(value) <= bound.high:
+            raise ConfigError(
+                f"{key}: {value} is outside [{bound.low}, {bound.high}]"
+                f"{' (set by ' + cfg.source(key) + ')' if cfg.source(key) != 'default' else ''}"
+            )
     return cfg
+
+
+def with_saved(cfg: AppConfig, saved: Mapping[str, object]) -> tuple[AppConfig, list[str]]:
+    """``cfg`` with the saved runtime settings applied where no CLI flag set the value.
+
+    Returns the problems with saved values that were skipped (unknown, or no longer valid), for
+    an alarm: a saved setting must never keep the engine from starting.
+    """
+    problems: list[str] = []
+    for key, raw in saved.items():
+        if key not in RUNTIME:
+            problems.append(f"saved setting {key} is not a runtime setting; ignored")
+            continue
+        if cfg.source(key) == "cli":
+            continue
+        try:
+            cfg = with_changes(cfg, {key: raw}, "saved")
+        except ConfigError as exc:
+            problems.append(f"saved setting ignored: {exc}")
+    return cfg, problems
+
+
+def with_changes(cfg: AppConfig, changes: Mapping[str, object], source: Source) -> AppConfig:
+    """``cfg`` with runtime ``changes`` ("section.key" -> value), validated as a whole."""
+    sections: dict[str, Any] = {name: getattr(cfg, name) for name in _SECTIONS}
+    sources = dict(cfg.sources)
+    for key, raw in changes.items():
+        if key not in RUNTIME:
+            raise ConfigError(f"{key} cannot be changed at run time; known: {', '.join(RUNTIME)}")
+        section, name = key.split(".")
+        value = raw
+        if RUNTIME[key].kind == "int":
+            if not _is_whole(raw):
+                raise ConfigError(f"{key}: {raw!r} is not a whole number")
+            value = int(Decimal(str(raw)))
+        sections[section] = _apply(section, sections[section], {name: value})
+        sources[key] = source
+    return validate(dataclasses.replace(cfg, sources=sources, **sections))
+
+
+def _is_whole(raw: object) -> bool:
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        return False
+    return value.is_finite() and value == value.to_integral_value()
 
 
 def load(
@@ -255,6 +364,7 @@ def load(
     """
     environ = os.environ if environ is None else environ
     sections: dict[str, Any] = {name: cls() for name, cls in _SECTIONS.items()}
+    sources: dict[str, Source] = {}
     if config_file is not None:
         try:
             doc = tomllib.loads(config_file.read_text())
@@ -264,6 +374,7 @@ def load(
             if name not in sections or not isinstance(values, dict):
                 raise ConfigError(f"{config_file}: unknown section [{name}]")
             sections[name] = _apply(name, sections[name], values)
+            sources.update({f"{name}.{k}": "toml" for k in values})
     for name, section in list(sections.items()):
         prefix = f"APPLIANCE_{name.upper()}_"
         env_values = {
@@ -271,6 +382,8 @@ def load(
         }
         if env_values:
             sections[name] = _apply(name, section, env_values)
+            sources.update({f"{name}.{k}": "env" for k in env_values})
     for name, values in overrides.items():
         sections[name] = _apply(name, sections[name], values)
-    return validate(AppConfig(data_dir=data_dir, **sections))
+        sources.update({f"{name}.{k}": "cli" for k in values})
+    return validate(AppConfig(data_dir=data_dir, sources=sources, **sections))

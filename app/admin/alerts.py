@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from app import contract
 from app.admin.state import Panel
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ async def current_alerts(panel: Panel) -> list[dict[str, Any]]:
                 "state": "raised",
             }
         )
-    status = await panel.engine.call("status")
+    status = await panel.engine.call(contract.STATUS)
     if not status.reachable:
         # One key per engine outage: the watcher clears it when the engine answers again.
         outage = panel.extra.setdefault("outage_since", panel.clock.time_ns())
@@ -59,14 +60,14 @@ async def current_alerts(panel: Panel) -> list[dict[str, Any]]:
         )
     else:
         panel.extra.pop("outage_since", None)
-        tasks = status.result.get("tasks", {}) if isinstance(status.result, dict) else {}
+        tasks = status.result.tasks if status.result is not None else {}
         for name, task in tasks.items():
-            if isinstance(task, dict) and task.get("crashes"):
+            if task.crashes:
                 out.append(
                     {
-                        "key": f"crash:{name}:{task['crashes']}",
+                        "key": f"crash:{name}:{task.crashes}",
                         "kind": "task_crashed",
-                        "message": f"engine task {name} crashed ({task['crashes']} times)",
+                        "message": f"engine task {name} crashed ({task.crashes} times)",
                         "ts_ns": panel.clock.time_ns(),
                         "state": "raised",
                     }

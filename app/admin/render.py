@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from app import contract
 from app.admin.config import AdminConfig
-from app.admin.control import Reply
 from app.admin.state import panel_of
+from app.ctl import Reply
 
 
 def fmt_ts(ts_ns: object) -> str:
@@ -56,15 +57,17 @@ def make_templates(cfg: AdminConfig) -> Jinja2Templates:
     env.filters["money"] = fmt_money
     env.filters["signed"] = fmt_signed
     env.filters["age"] = fmt_age
-    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, default=str, sort_keys=True)
+    env.filters["tojson_pretty"] = lambda v: json.dumps(
+        contract.to_builtins(v), indent=2, sort_keys=True
+    )
     return templates
 
 
-async def engine_status(request: Request) -> Reply:
+async def engine_status(request: Request) -> Reply[contract.Status]:
     """The engine's ``status``, fetched once per request."""
-    cached: Reply | None = getattr(request.state, "engine_status", None)
+    cached: Reply[contract.Status] | None = getattr(request.state, "engine_status", None)
     if cached is None:
-        cached = await panel_of(request).engine.call("status")
+        cached = await panel_of(request).engine.call(contract.STATUS)
         request.state.engine_status = cached
     return cached
 

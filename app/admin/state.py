@@ -8,7 +8,6 @@ from typing import Any
 from starlette.requests import Request
 
 from app.admin.config import AdminConfig
-from app.admin.control import EngineClient
 from app.admin.paneldb import PanelDb
 from app.admin.passwords import PasswordStore
 from app.admin.readers import EngineReader
@@ -16,6 +15,7 @@ from app.admin.secretfiles import load_or_create_key
 from app.admin.sessions import Session, Sessions
 from app.admin.throttle import Throttle
 from app.clock import Clock
+from app.ctl import EngineClient
 
 
 @dataclass
@@ -46,7 +46,7 @@ def build_panel(cfg: AdminConfig, clock: Clock, tls_fingerprint: str = "") -> Pa
         sessions=Sessions(cfg, pdb, clock),
         throttle=Throttle(cfg, pdb, clock),
         key=load_or_create_key(cfg.key_file),
-        engine=EngineClient(cfg.control_socket, cfg.control_timeout_s),
+        engine=EngineClient(cfg.control_socket, cfg.control_timeout_s, actor="panel"),
         reader=EngineReader(cfg.data_dir),
         tls_fingerprint=tls_fingerprint,
     )

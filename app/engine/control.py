@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from app import contract
+from app.contract import A, AnySpec, R, Spec
 from app.engine.supervisor import Supervisor
 from app.errors import ApplianceError
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
 JournalFn = Callable[[str, str, dict[str, Any], bool, Any], Awaitable[None]]
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -38,11 +42,37 @@ _PEERCRED = struct.Struct("3i")
 
 @dataclass(frozen=True)
 class Command:
-    """A control command: its handler, whether it runs as a job, and one line of help."""
+    """A contract command and the engine's handler for it."""
 
-    handler: Handler
-    doc: str
-    slow: bool = False
+    spec: AnySpec
+    handler: Callable[[Any], Awaitable[Any]]
+
+
+class Handlers:
+    """The engine's handlers, one per contract command; mypy checks each against its spec."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Command] = {}
+
+    def add(self, spec: Spec[A, R], handler: Callable[[A], Awaitable[R]]) -> None:
+        if spec.name in self._by_name:
+            raise ValueError(f"command {spec.name!r} registered twice")
+        self._by_name[spec.name] = Command(spec, handler)
+
+    def update(self, other: Handlers) -> None:
+        for command in other._by_name.values():
+            self.add(command.spec, command.handler)
+
+    def get(self, name: str) -> Command | None:
+        return self._by_name.get(name)
+
+    def names(self) -> set[str]:
+        return set(self._by_name)
+
+    def missing(self) -> list[str]:
+        """Contract commands without a handler (the engine refuses to start with any)."""
+        built_in = {contract.JOB_STATUS.name, contract.HELP.name}
+        return sorted(set(contract.COMMANDS) - self.names() - built_in)
 
 
 class ControlServer:
@@ -51,16 +81,17 @@ class ControlServer:
     def __init__(
         self,
         path: Path,
-        commands: dict[str, Command],
+        handlers: Handlers,
         journal: JournalFn,
         supervisor: Supervisor,
     ) -> None:
         self.path = path
         self._journal = journal
         self._supervisor = supervisor
-        self._commands = dict(commands)
-        self._commands["job.status"] = Command(self._job_status, "poll a slow command's job")
-        self._commands["help"] = Command(self._help, "list the commands")
+        self._handlers = Handlers()
+        self._handlers.update(handlers)
+        self._handlers.add(contract.JOB_STATUS, self._job_status)
+        self._handlers.add(contract.HELP, self._help)
 
     async def serve(self) -> None:
         """Listen until cancelled."""
@@ -123,38 +154,48 @@ class ControlServer:
     async def _handle(self, writer: asyncio.StreamWriter, line: bytes, uid: int) -> None:
         try:
             request = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             await self._reply(writer, None, False, f"malformed request: not JSON ({exc})")
             return
         if not isinstance(request, dict):
             await self._reply(writer, None, False, "malformed request: expected a JSON object")
             return
         req_id = request.get("id")
-        cmd, args, actor = request.get("cmd"), request.get("args", {}), request.get("actor", "")
+        cmd, raw_args = request.get("cmd"), request.get("args", {})
+        actor = request.get("actor", "")
         if not isinstance(req_id, (str, int, type(None))):
             req_id = None
-        if not isinstance(cmd, str) or not isinstance(args, dict) or not isinstance(actor, str):
+        if not isinstance(cmd, str) or not isinstance(raw_args, dict) or not isinstance(actor, str):
             await self._reply(
                 writer, req_id, False, "malformed request: need cmd (string), args (object)"
             )
             return
         who = f"{actor or 'anonymous'} (uid {uid})"
-        command = self._commands.get(cmd)
+        command = self._handlers.get(cmd)
         if command is None:
             await self._reply(writer, req_id, False, f"unknown command {cmd!r}; try 'help'")
             return
-        if command.slow:
-            job_id = self._supervisor.start_job(cmd, lambda: self._run_job(who, cmd, args))
-            result: Any = {"job": job_id}
-            await self._journal(who, cmd, args, True, result)
-            await self._reply(writer, req_id, True, result)
+        spec = command.spec
+        try:
+            args = msgspec.convert(raw_args, spec.args)
+        except msgspec.ValidationError as exc:
+            await self._reply(writer, req_id, False, f"bad arguments for {cmd!r}: {exc}")
+            return
+        if spec.slow:
+            job_id = self._supervisor.start_job(cmd, lambda: self._run_job(who, command, args))
+            started = contract.JobStarted(job=job_id)
+            if spec.changes:
+                plain = contract.to_builtins(started)
+                await self._journal(who, cmd, contract.to_builtins(args), True, plain)
+            await self._reply(writer, req_id, True, started)
             return
         ok, result = await self._run(command, args)
-        if cmd not in ("job.status", "help", "status", "health"):
-            await self._journal(who, cmd, args, ok, result)
+        if spec.changes:
+            plain = contract.to_builtins(result)
+            await self._journal(who, cmd, contract.to_builtins(args), ok, plain)
         await self._reply(writer, req_id, ok, result)
 
-    async def _run(self, command: Command, args: dict[str, Any]) -> tuple[bool, Any]:
+    async def _run(self, command: Command, args: Any) -> tuple[bool, Any]:
         try:
             return True, await command.handler(args)
         except ApplianceError as exc:
@@ -162,28 +203,43 @@ class ControlServer:
         except (KeyError, TypeError, ValueError) as exc:
             return False, f"bad arguments: {exc}"
 
-    async def _run_job(self, who: str, cmd: str, args: dict[str, Any]) -> Any:
-        ok, result = await self._run(self._commands[cmd], args)
-        await self._journal(who, cmd + ":done", args, ok, result)
+    async def _run_job(self, who: str, command: Command, args: Any) -> Any:
+        ok, result = await self._run(command, args)
+        if command.spec.changes:
+            name = command.spec.name + ":done"
+            plain = contract.to_builtins(result)
+            await self._journal(who, name, contract.to_builtins(args), ok, plain)
         if not ok:
             raise ApplianceError(str(result))
-        return result
+        # The job keeps plain data: job.status sends it as the command's result type.
+        return contract.to_builtins(result)
 
-    async def _job_status(self, args: dict[str, Any]) -> Any:
-        job = self._supervisor.job(str(args["job"]))
+    async def _job_status(self, args: contract.JobArgs) -> contract.JobState:
+        job = self._supervisor.job(args.job)
         if job is None:
-            raise ApplianceError(f"no job {args['job']!r}")
-        return job.as_dict()
+            raise ApplianceError(f"no job {args.job!r}")
+        return msgspec.convert(job.as_dict(), contract.JobState)
 
-    async def _help(self, args: dict[str, Any]) -> Any:
-        return {
-            name: c.doc + (" (slow: returns a job)" if c.slow else "")
-            for name, c in sorted(self._commands.items())
-        }
+    async def _help(self, args: contract.NoArgs) -> list[contract.CommandHelp]:
+        out = []
+        for name in sorted(self._handlers.names()):
+            command = self._handlers.get(name)
+            assert command is not None
+            spec = command.spec
+            out.append(
+                contract.CommandHelp(
+                    name=name,
+                    doc=spec.doc,
+                    changes=spec.changes,
+                    slow=spec.slow,
+                    args=spec.arg_fields(),
+                )
+            )
+        return out
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, req_id: Any, ok: bool, payload: Any) -> None:
         body: dict[str, Any] = {"id": req_id, "ok": ok}
         body["result" if ok else "error"] = payload
-        writer.write(json.dumps(body, default=str).encode() + b"\n")
+        writer.write(contract.encode(body) + b"\n")
         await writer.drain()

@@ -17,12 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from msgspec.structs import astuple
 
+from app import config, contract
 from app.clock import Clock
 from app.config import AppConfig
 from app.engine import gcpolicy, orders, portfolio, risk
-from app.engine.control import Command, ControlServer
+from app.engine.control import ControlServer, Handlers
 from app.engine.inference import InferenceSlot
 from app.engine.latency import LatencyRing
 from app.engine.market_data import MarketData
@@ -32,6 +34,7 @@ from app.engine.recording import RecordingSink
 from app.engine.rest import RestClient, SymbolFilters
 from app.engine.risk import RiskGate
 from app.engine.sdnotify import Notifier
+from app.engine.settings import RuntimeSettings, load_saved
 from app.engine.state import EngineState
 from app.engine.supervisor import Supervisor
 from app.engine.trader import Trader, Venue
@@ -63,6 +66,11 @@ class Engine:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o750)  # noqa: S103 - owner and group only, by design
         self.db = DbWriter(cfg.trading_db, schema.TRADING_MIGRATIONS, synchronous="FULL")
+        # Saved runtime settings sit between the environment and the CLI's flags.
+        cfg, self._settings_problems = config.with_saved(cfg, load_saved(self.db))
+        self.cfg = cfg
+        self._stop: asyncio.Event | None = None
+        self.restart_reason = ""
         self.state = EngineState(ts_started_ns=clock.time_ns())
         self.supervisor = Supervisor(
             clock,
@@ -104,8 +112,11 @@ class Engine:
         self.live = build_live(
             cfg, clock, self.gate, self.filters, self.db.submit, self._on_mode, cfg.live
         )
+        self.settings = RuntimeSettings(
+            cfg, clock, self.db, self.slot, self.filters, self._settings_applied, self._restart
+        )
         self.control = ControlServer(
-            cfg.control_socket, self._commands(), self._journal, self.supervisor
+            cfg.control_socket, self._handlers(), self._journal, self.supervisor
         )
 
     def _trading_state(self) -> tuple[RiskGate, PaperExchange]:
@@ -134,6 +145,18 @@ class Engine:
         """The live side switched mode: the trader sends orders to the venue now in force."""
         self.state.mode = mode
         self.trader.attach(self.gate, venue if venue is not None else self.venue, self.market.books)
+
+    def _settings_applied(self, cfg: AppConfig) -> None:
+        self.cfg = cfg
+        self.gate.cfg = cfg.risk  # the gate reads its limits at every check
+
+    def _restart(self, reason: str) -> None:
+        """Stop cleanly so that the supervisor (systemd, ``appliance run``) starts us again."""
+        log.warning("restarting: %s", reason)
+        self.restart_reason = reason
+        if self._stop is not None:
+            # After the reply is on its way: the caller learns that the change was accepted.
+            asyncio.get_running_loop().call_later(0.5, self._stop.set)
 
     @property
     def _venue_now(self) -> Venue:
@@ -189,80 +212,92 @@ class Engine:
 
     # -- control commands ----------------------------------------------------------------------
 
-    def _commands(self) -> dict[str, Command]:
-        return {
-            "status": Command(self._status, "mode, state, uptime, tasks, recorder and alarms"),
-            "health": Command(self._health, "per-stream feed health and task states"),
-            "pause": Command(self._pause, "stop making new decisions (persisted)"),
-            "resume": Command(self._resume, "clear pause and kill switch"),
-            "kill": Command(self._kill, "kill switch: halt trading until resume (persisted)"),
-            "backup": Command(self._backup_now, "back up the trading database now", slow=True),
-            "journal": Command(self._recent_journal, "the last N journalled commands"),
-            **live_commands(self.live),
-            **model_commands(
+    def _handlers(self) -> Handlers:
+        h = Handlers()
+        h.add(contract.STATUS, self._status)
+        h.add(contract.HEALTH, self._health)
+        h.add(contract.PAUSE, self._pause)
+        h.add(contract.RESUME, self._resume)
+        h.add(contract.KILL, self._kill)
+        h.add(contract.BACKUP, self._backup_now)
+        h.add(contract.JOURNAL, self._recent_journal)
+        h.update(self.settings.handlers())
+        h.update(live_commands(self.live))
+        h.update(
+            model_commands(
                 self.models,
                 self.slot,
                 self.shadow,
                 ValidationLimits(baseline=default_model_path()),
                 live=lambda: self.trader,
-            ),
-        }
+            )
+        )
+        missing = h.missing()
+        if missing:  # a contract command nobody answers is a bug, not a runtime surprise
+            raise ControlError(f"the engine has no handler for {', '.join(missing)}")
+        return h
 
-    async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _status(self, args: contract.NoArgs) -> contract.Status:
         stats = self.recorder.stats
         venue = self._venue_now
         account = venue.snapshot()
-        return {
-            "equity": str(account.equity),
-            "realized": str(account.realized),
-            "unrealized": str(account.unrealized),
-            "fees": str(account.fees),
-            "funding": str(account.funding),
-            "positions": {s: str(v.qty) for s, v in account.positions.items() if v.qty},
-            "open_orders": len(venue.open_orders()) if hasattr(venue, "open_orders") else None,
-            "live": await self.live.status(),
-            "trader": self.trader.status(),
-            "shadow": self.shadow.status(),
-            "latency_us": self._latency.percentiles(),
-            "breakers": self.gate.blocked(self.clock.time_ns()),
-            "pid": os.getpid(),
-            "mode": self.state.mode,
-            "state": self.state.label,
-            "halt_reason": self.state.halt_reason,
-            "uptime_s": round((self.clock.time_ns() - self.state.ts_started_ns) / 1e9, 1),
-            "symbols": list(self.cfg.feed.symbols),
-            "exchange": self.cfg.exchange.rest_base,
-            "messages": self.market.messages,
-            "recorder": {
-                "recording": stats.recording,
-                "stop_reason": stats.stop_reason,
-                "frames": stats.frames,
-                "rows": stats.rows,
-                "batches": stats.batches,
-                "dropped_records": stats.dropped_records,
-                "file": stats.current_file,
-            },
-            "tasks": {
-                n: {"running": t.running, "crashes": t.crashes}
+        blocked = self.gate.blocked(self.clock.time_ns())
+        return contract.Status(
+            equity=account.equity,
+            realized=account.realized,
+            unrealized=account.unrealized,
+            fees=account.fees,
+            funding=account.funding,
+            positions={s: v.qty for s, v in account.positions.items() if v.qty},
+            open_orders=len(venue.open_orders()) if hasattr(venue, "open_orders") else None,
+            live=msgspec.convert(await self.live.status(), contract.LiveStatus),
+            trader=msgspec.convert(self.trader.status(), contract.TraderStatus),
+            shadow=msgspec.convert(self.shadow.status(), contract.ShadowRun),
+            latency_us=msgspec.convert(self._latency.percentiles(), contract.LatencyUs),
+            breakers=[]
+            if blocked is None
+            else [contract.Breaker(code=blocked[0], message=blocked[1])],
+            pid=os.getpid(),
+            mode="live" if self.state.mode == "live" else "paper",
+            state=self.state.label,
+            halt_reason=self.state.halt_reason,
+            uptime_s=round((self.clock.time_ns() - self.state.ts_started_ns) / 1e9, 1),
+            symbols=list(self.cfg.feed.symbols),
+            exchange=self.cfg.exchange.rest_base,
+            messages=self.market.messages,
+            recorder=contract.RecorderStatus(
+                recording=stats.recording,
+                stop_reason=stats.stop_reason,
+                frames=stats.frames,
+                rows=stats.rows,
+                batches=stats.batches,
+                dropped_records=stats.dropped_records,
+                file=str(stats.current_file),
+            ),
+            tasks={
+                n: contract.TaskBrief(running=t.running, crashes=t.crashes)
                 for n, t in self.supervisor.tasks().items()
             },
-            "alarms": await self.db.call(trading.open_alarms),
-        }
+            alarms=msgspec.convert(await self.db.call(trading.open_alarms), list[contract.Alarm]),
+        )
 
-    async def _health(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **self.market.health_snapshot(),
-            "tasks": {
-                name: {
-                    "running": t.running,
-                    "starts": t.starts,
-                    "crashes": t.crashes,
-                    "last_error": t.last_error,
-                }
-                for name, t in self.supervisor.tasks().items()
+    async def _health(self, args: contract.NoArgs) -> contract.Health:
+        return msgspec.convert(
+            {
+                **self.market.health_snapshot(),
+                "tasks": {
+                    name: {
+                        "running": t.running,
+                        "starts": t.starts,
+                        "crashes": t.crashes,
+                        "last_error": t.last_error,
+                    }
+                    for name, t in self.supervisor.tasks().items()
+                },
+                "recorder_alive": self.recorder.alive,
             },
-            "recorder_alive": self.recorder.alive,
-        }
+            contract.Health,
+        )
 
     async def _set_flags(self) -> None:
         flags = {
@@ -273,22 +308,22 @@ class Engine:
         now = self.clock.time_ns()
         await self.db.call(lambda c: trading.set_setting(c, "engine.flags", flags, now))
 
-    async def _pause(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _pause(self, args: contract.NoArgs) -> contract.EngineStateResult:
         self.state.paused = True
         await self._set_flags()
-        return {"state": self.state.label}
+        return contract.EngineStateResult(state=self.state.label)
 
-    async def _resume(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _resume(self, args: contract.NoArgs) -> contract.EngineStateResult:
         self.gate.resume(self._venue_now.snapshot().equity)
         # Live trades again only after a reconciliation passes.
         await self.live.resume()
         self.state.paused = self.state.halted = False
         self.state.halt_reason = ""
         await self._set_flags()
-        return {"state": self.state.label}
+        return contract.EngineStateResult(state=self.state.label)
 
-    async def _kill(self, args: dict[str, Any]) -> dict[str, Any]:
-        reason = str(args.get("reason", "kill switch"))
+    async def _kill(self, args: contract.KillArgs) -> contract.KillResult:
+        reason = args.reason
         if self.live.mode == "live":
             updates = await self.live.kill(reason)
         else:
@@ -296,17 +331,22 @@ class Engine:
         self.state.halted = True
         self.state.halt_reason = reason
         await self._set_flags()
-        return {"state": self.state.label, "reason": reason, "flatten_orders": len(updates)}
+        return contract.KillResult(
+            state=self.state.label, reason=reason, flatten_orders=len(updates)
+        )
 
-    async def _backup_now(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _backup_now(self, args: contract.NoArgs) -> contract.BackupDone:
         result = await self._backup_trading()
-        return {"backup": str(result.backup), "bytes": result.backup_bytes, "sha256": result.sha256}
+        return contract.BackupDone(
+            backup=str(result.backup), bytes=result.backup_bytes, sha256=result.sha256
+        )
 
-    async def _recent_journal(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        limit = int(args.get("limit", 20))
+    async def _recent_journal(self, args: contract.JournalArgs) -> list[contract.JournalEntry]:
+        limit = args.limit
         if not 1 <= limit <= 1000:
             raise ControlError("limit must be between 1 and 1000")
-        return await self.db.call(lambda c: trading.recent_journal(c, limit))
+        rows = await self.db.call(lambda c: trading.recent_journal(c, limit))
+        return msgspec.convert(rows, list[contract.JournalEntry])
 
     async def _journal(
         self, actor: str, cmd: str, args: dict[str, Any], ok: bool, result: Any
@@ -426,6 +466,9 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stop = stop
+        for message in self._settings_problems:
+            await self._alarm("settings", message)
         flags = await self.db.call(lambda c: trading.get_setting(c, "engine.flags", {}))
         self.state.paused = bool(flags.get("paused", False))
         self.state.halted = bool(flags.get("halted", False))
@@ -474,8 +517,14 @@ def default_model_path() -> Path:
     return here.parents[2] / "models" / "default.onnx"
 
 
-async def run_engine(cfg: AppConfig, clock: Clock) -> None:
-    """Run until SIGTERM or SIGINT, then stop cleanly (flushing what is buffered)."""
+# Exit status of an engine that stopped to apply new settings: its supervisor starts it again
+# (EX_TEMPFAIL; systemd's Restart=always and ``appliance run`` restart on any exit).
+EXIT_RESTART = 75
+
+
+async def run_engine(cfg: AppConfig, clock: Clock) -> int:
+    """Run until SIGTERM or SIGINT (0) or a restart to apply settings (:data:`EXIT_RESTART`),
+    then stop cleanly (flushing what is buffered)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -484,3 +533,4 @@ async def run_engine(cfg: AppConfig, clock: Clock) -> None:
     gcpolicy.tune()
     engine = Engine(cfg, clock)
     await engine.run(stop)
+    return EXIT_RESTART if engine.restart_reason else 0

@@ -8,6 +8,7 @@ operator's pause is not undone by a crash and a systemd restart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -23,7 +24,7 @@ class EngineState:
         return not (self.paused or self.halted)
 
     @property
-    def label(self) -> str:
+    def label(self) -> Literal["running", "paused", "halted"]:
         if self.halted:
             return "halted"
         return "paused" if self.paused else "running"

@@ -298,7 +298,9 @@ class Trader:
         s = self.stats
         model = self._slot.model
         return {
-            "model": model.contract.model_version if model is not None else None,
+            "model": None
+            if model is None
+            else {"sha256": model.sha256, "model_version": model.contract.model_version},
             "decisions": s.decisions,
             "long_signals": s.long_signals,
             "short_signals": s.short_signals,

@@ -23,15 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from app import contract
 from app.clock import Clock
 from app.config import AppConfig
-from app.engine.control import Command
+from app.engine.control import Handlers
 from app.engine.orders import OrderUpdate, Submit
 from app.engine.portfolio import AccountSnapshot, Portfolio
 from app.engine.rest import SymbolFilters, parse_symbol_filters
@@ -41,7 +44,7 @@ from app.live import keys
 from app.live.client import RestExchange
 from app.live.journal import OrderJournal
 from app.live.preflight import PreflightResult, run_preflight
-from app.live.reconcile import POLICIES, ReconcileReport, reconcile
+from app.live.reconcile import ReconcileReport, reconcile
 from app.live.settings import LiveConfig
 from app.live.signing import Credentials
 from app.live.userstream import UserStream
@@ -348,62 +351,43 @@ def build_live(
     )  # fmt: skip
 
 
-def _str_arg(args: Mapping[str, Any], name: str, default: str = "") -> str:
-    value = args.get(name, default)
-    if not isinstance(value, str):
-        raise ControlError(f"{name} must be a string")
-    return value
-
-
-def live_commands(live: LiveController) -> dict[str, Command]:
+def live_commands(live: LiveController) -> Handlers:
     """``mode.preflight``, ``mode.set``, ``keys.set``, ``live.status``, ``live.reconcile``."""
 
-    async def preflight(args: dict[str, Any]) -> dict[str, Any]:
-        return (await live.preflight()).as_dict()
+    async def preflight(args: contract.NoArgs) -> contract.Preflight:
+        return msgspec.convert((await live.preflight()).as_dict(), contract.Preflight)
 
-    async def set_mode(args: dict[str, Any]) -> dict[str, Any]:
-        mode = _str_arg(args, "mode")
-        if mode == LIVE:
-            report = await live.go_live(_str_arg(args, "confirm"))
+    async def set_mode(args: contract.ModeSetArgs) -> contract.ModeChanged:
+        if args.mode == LIVE:
+            report = await live.go_live(args.confirm)
             venue = live.venue
-            return {
-                "mode": LIVE,
-                "halted": venue.halted if venue else True,
-                "halt_reason": venue.halt_reason if venue else "",
-                "reconcile": report.as_dict(),
-            }
-        if mode == PAPER:
-            return await live.go_paper(_str_arg(args, "policy", "keep"))
-        raise ControlError("mode must be 'paper' or 'live'")
+            return contract.ModeChanged(
+                mode=LIVE,
+                halted=venue.halted if venue else True,
+                halt_reason=venue.halt_reason if venue else "",
+                reconcile=msgspec.convert(report.as_dict(), contract.ReconcileReport),
+            )
+        return msgspec.convert(await live.go_paper(args.policy), contract.ModeChanged)
 
-    async def set_keys(args: dict[str, Any]) -> dict[str, Any]:
+    async def set_keys(args: contract.KeysSetArgs) -> contract.KeysSaved:
         if live.mode == LIVE:
             raise ControlError("refused: switch to paper before changing the API keys")
         keys.save_keys(
-            live.data_dir,
-            _str_arg(args, "api_key").strip(),
-            _str_arg(args, "api_secret").strip(),
-            live.clock.time_ns(),
+            live.data_dir, args.api_key.strip(), args.api_secret.strip(), live.clock.time_ns()
         )
-        return {"saved": True, **keys.describe(live.data_dir)}
+        return msgspec.convert({"saved": True, **keys.describe(live.data_dir)}, contract.KeysSaved)
 
-    async def status(args: dict[str, Any]) -> dict[str, Any]:
-        return await live.status()
+    async def status(args: contract.NoArgs) -> contract.LiveStatus:
+        return msgspec.convert(await live.status(), contract.LiveStatus)
 
-    async def reconcile_cmd(args: dict[str, Any]) -> dict[str, Any]:
-        policy = _str_arg(args, "policy", "wait")
-        if policy not in POLICIES:
-            raise ControlError(f"policy must be one of {POLICIES}")
-        return (await live.reconcile_now(policy)).as_dict()
+    async def reconcile_cmd(args: contract.ReconcileArgs) -> contract.ReconcileReport:
+        report = await live.reconcile_now(args.policy)
+        return msgspec.convert(report.as_dict(), contract.ReconcileReport)
 
-    return {
-        "mode.preflight": Command(preflight, "live preflight checklist; returns the phrase"),
-        "mode.set": Command(
-            set_mode, 'mode {"mode": "live", "confirm": phrase} or {"mode": "paper", "policy"}'
-        ),
-        "keys.set": Command(set_keys, "store API keys (write-only, 0600 under the data dir)"),
-        "live.status": Command(status, "live mode, halt, discrepancies, clock and weight"),
-        "live.reconcile": Command(
-            reconcile_cmd, 'reconcile now; {"policy": "adopt"} accepts the exchange\'s state'
-        ),
-    }
+    h = Handlers()
+    h.add(contract.MODE_PREFLIGHT, preflight)
+    h.add(contract.MODE_SET, set_mode)
+    h.add(contract.KEYS_SET, set_keys)
+    h.add(contract.LIVE_STATUS, status)
+    h.add(contract.LIVE_RECONCILE, reconcile_cmd)
+    return h

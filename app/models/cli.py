@@ -208,24 +208,36 @@ def _cmd_validate(ns: argparse.Namespace) -> int:
 
 
 def _cmd_model_ctl(ns: argparse.Namespace) -> int:
+    import asyncio
+
     from app import config as config_mod
-    from app import ctl
+    from app import contract
+    from app.ctl import EngineClient, Reply
 
     cfg = config_mod.load(ns.data_dir.resolve(), ns.config, None)
-    args: dict[str, Any] = {}
+    client = EngineClient(cfg.control_socket, actor=ns.actor)
+    reply: Reply[Any]
     if ns.action == "add":
-        args["path"] = str(Path(ns.ref).resolve())
-    elif ns.action in ("activate", "delete"):
-        args["sha256"] = ns.ref
+        path = contract.PathArgs(path=str(Path(ns.ref).resolve()), name=Path(ns.ref).name)
+        reply = asyncio.run(client.call(contract.MODEL_ADD, path))
+    elif ns.action == "list":
+        reply = asyncio.run(client.call(contract.MODEL_LIST))
+    elif ns.action == "activate":
+        reply = asyncio.run(client.call(contract.MODEL_ACTIVATE, contract.ModelRef(sha256=ns.ref)))
+    elif ns.action == "delete":
+        reply = asyncio.run(client.call(contract.MODEL_DELETE, contract.ModelRef(sha256=ns.ref)))
     elif ns.action == "shadow":
-        args["sha256"] = None if ns.ref in (None, "stop", "none") else ns.ref
-    reply = ctl.request(cfg.control_socket, f"model.{ns.action}", args, actor=ns.actor)
-    result = reply.get("result")
-    if reply.get("ok") and isinstance(result, dict) and "job" in result:
-        state = ctl.wait_job(cfg.control_socket, result["job"], actor=ns.actor)
-        reply = {"ok": state["state"] == "done", "result": state}
-    print(json.dumps(reply.get("result") if reply.get("ok") else reply, indent=1, default=str))
-    return 0 if reply.get("ok") else 1
+        ref = None if ns.ref in (None, "stop", "none") else ns.ref
+        reply = asyncio.run(client.call(contract.MODEL_SHADOW, contract.ShadowArgs(sha256=ref)))
+    elif ns.action == "promote":
+        reply = asyncio.run(client.call(contract.MODEL_PROMOTE))
+    elif ns.action == "rollback":
+        reply = asyncio.run(client.call(contract.MODEL_ROLLBACK))
+    else:
+        raise ValueError(f"unknown model action {ns.action!r}")
+    out = contract.to_builtins(reply.result) if reply.ok else {"error": reply.error}
+    print(json.dumps(out, indent=1))
+    return 0 if reply.ok else 1
 
 
 def register(sub: Any) -> None:

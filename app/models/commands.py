@@ -17,22 +17,45 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.engine.control import Command
+import msgspec
+
+from app import contract
+from app.engine.control import Handlers
 from app.engine.inference import InferenceSlot, LoadedModel, load_model
 from app.engine.trader import Trader
 from app.errors import ModelError
 from app.models.shadow import ShadowRunner
 from app.models.store import ModelStore
-from app.models.validate import ValidationLimits, validate_async
+from app.models.validate import ValidationLimits, ValidationReport, validate_async
 
 log = logging.getLogger(__name__)
 
 
-def _path_arg(args: dict[str, Any]) -> Path:
-    raw = args.get("path")
-    if not isinstance(raw, str) or not raw:
-        raise ModelError('model.add needs {"path": "/path/to/model.onnx"}')
-    return Path(raw)
+def model_info(model: LoadedModel) -> contract.ModelInfo:
+    """What a loaded model is, in the contract's terms."""
+    c = model.contract
+    return contract.ModelInfo(
+        sha256=model.sha256,
+        model_version=c.model_version,
+        path=str(model.path),
+        features=list(c.features),
+        window=c.window,
+        bar_interval_s=c.bar_interval_s,
+        output=c.output,
+        long_threshold=c.long_threshold,
+        short_threshold=c.short_threshold,
+        horizon_bars=c.horizon_bars,
+        symbols=list(c.symbols),
+        training_range=c.training_range,
+        metrics=c.metrics,
+    )
+
+
+def _validation(report: ValidationReport) -> contract.Validation:
+    doc = report.as_dict()
+    if isinstance(doc.get("model"), dict) and doc["model"].get("symbols") == "*":
+        doc["model"] = {**doc["model"], "symbols": []}  # describe()'s "any": the contract's []
+    return msgspec.convert(doc, contract.Validation)
 
 
 def load_active(store: ModelStore, default_model: Path) -> tuple[LoadedModel, list[str]]:
@@ -74,7 +97,7 @@ def model_commands(
     shadow: ShadowRunner | None = None,
     limits: ValidationLimits | None = None,
     live: Callable[[], Trader | None] = lambda: None,
-) -> dict[str, Command]:
+) -> Handlers:
     """The ``model.*`` commands over ``store``, hot-swapping ``slot``.
 
     ``shadow`` runs candidates (None: ``model.shadow`` is refused); ``live`` returns the engine's
@@ -82,31 +105,47 @@ def model_commands(
     """
     lim = limits or ValidationLimits()
 
-    async def validate_cmd(args: dict[str, Any]) -> dict[str, Any]:
-        report = await validate_async(_path_arg(args), lim)
-        return report.as_dict()
+    async def validate_cmd(args: contract.PathArgs) -> contract.Validation:
+        return _validation(await validate_async(Path(args.path), lim))
 
-    async def add(args: dict[str, Any]) -> dict[str, Any]:
-        path = _path_arg(args)
+    async def add(args: contract.PathArgs) -> contract.ModelAdded:
+        path = Path(args.path)
         report = await validate_async(path, lim)
         if not report.ok or report.model is None:
-            raise ModelError(f"model {path} refused: {'; '.join(report.problems)}", report.problems)
+            name = args.name or path.name
+            raise ModelError(f"model {name} refused: {'; '.join(report.problems)}", report.problems)
+        sha = str(report.model["sha256"])
+        duplicate = sha in store.state.models
         entry = await asyncio.to_thread(
-            store.add, path, str(report.model["model_version"]), str(report.model["sha256"])
+            store.add, path, str(report.model["model_version"]), sha, args.name
         )
-        return {"added": entry.as_dict(), "validation": report.as_dict()}
+        return contract.ModelAdded(
+            added=_stored(entry.as_dict()), duplicate=duplicate, validation=_validation(report)
+        )
 
-    async def listing(args: dict[str, Any]) -> dict[str, Any]:
+    def _stored(row: dict[str, Any]) -> contract.StoredModel:
         st = store.state
-        return {
-            "active": st.active,
-            "shadow": st.shadow,
-            "rollback_to": st.previous[-1] if st.previous else None,
-            "models": store.listing(),
-            "shadow_run": shadow.status() if shadow is not None else {"running": False},
-        }
+        sha = row["sha256"]
+        role = "active" if sha == st.active else "shadow" if sha == st.shadow else ""
+        return msgspec.convert(
+            {**row, "role": role, "previous": sha in st.previous}, contract.StoredModel
+        )
 
-    async def _switch(sha: str, write: Callable[[], object], action: str) -> dict[str, Any]:
+    def _shadow_run() -> contract.ShadowRun:
+        status = shadow.status() if shadow is not None else {"running": False}
+        return msgspec.convert(status, contract.ShadowRun)
+
+    async def listing(args: contract.NoArgs) -> contract.ModelList:
+        st = store.state
+        return contract.ModelList(
+            active=st.active,
+            shadow=st.shadow,
+            rollback_to=st.previous[-1] if st.previous else None,
+            models=msgspec.convert(store.listing(), list[contract.StoredModel]),
+            shadow_run=_shadow_run(),
+        )
+
+    async def _switch(sha: str, write: Callable[[], object], action: str) -> contract.ModelSwitched:
         old = slot.model
         new = await slot.swap(store.path(sha))
         try:
@@ -120,21 +159,22 @@ def model_commands(
                 shadow.stop(action)
             else:  # the comparison restarts against the new active model
                 shadow.start(new, shadow.run.shadow, live())
-        return {"active": new.describe(), "replaced": None if old is None else old.sha256}
+        return contract.ModelSwitched(
+            active=model_info(new), replaced=None if old is None else old.sha256
+        )
 
-    async def activate(args: dict[str, Any]) -> dict[str, Any]:
-        sha = store.resolve(args.get("sha256"))
+    async def activate(args: contract.ModelRef) -> contract.ModelSwitched:
+        sha = store.resolve(args.sha256)
         return await _switch(sha, lambda: store.activate(sha), "activated")
 
-    async def shadow_cmd(args: dict[str, Any]) -> dict[str, Any]:
+    async def shadow_cmd(args: contract.ShadowArgs) -> contract.ShadowChanged:
         if shadow is None:
             raise ModelError("shadow mode is not available in this engine")
-        ref = args.get("sha256")
-        if ref is None:
+        if args.sha256 is None:
             run_id = shadow.stop("stopped")
             await asyncio.to_thread(store.set_shadow, None)
-            return {"shadow": None, "stopped_run": run_id}
-        sha = store.resolve(ref)
+            return contract.ShadowChanged(shadow=None, stopped_run=run_id)
+        sha = store.resolve(args.sha256)
         active = slot.model
         if active is None:
             raise ModelError("no active model to compare a shadow with")
@@ -146,32 +186,30 @@ def model_commands(
             raise ModelError(f"model {sha} cannot shadow: {'; '.join(problems)}", tuple(problems))
         await asyncio.to_thread(store.set_shadow, sha)
         run_id = shadow.start(active, candidate, live())
-        return {"shadow": candidate.describe(), "run_id": run_id}
+        return contract.ShadowChanged(shadow=model_info(candidate), run_id=run_id)
 
-    async def promote(args: dict[str, Any]) -> dict[str, Any]:
+    async def promote(args: contract.NoArgs) -> contract.ModelSwitched:
         sha = store.state.shadow
         if sha is None:
             raise ModelError("no shadow model to promote")
         return await _switch(sha, store.promote, "promoted")
 
-    async def rollback(args: dict[str, Any]) -> dict[str, Any]:
+    async def rollback(args: contract.NoArgs) -> contract.ModelSwitched:
         sha = store.rollback_target()
         return await _switch(sha, store.rollback, "rolled back")
 
-    async def delete(args: dict[str, Any]) -> dict[str, Any]:
-        sha = store.resolve(args.get("sha256"))
+    async def delete(args: contract.ModelRef) -> contract.ModelDeleted:
+        sha = store.resolve(args.sha256)
         await asyncio.to_thread(store.delete, sha)
-        return {"deleted": sha}
+        return contract.ModelDeleted(deleted=sha)
 
-    return {
-        "model.validate": Command(validate_cmd, "validate a model file {path}", slow=True),
-        "model.add": Command(add, "validate {path} and add it to the store", slow=True),
-        "model.list": Command(listing, "stored models, active, shadow and its figures"),
-        "model.activate": Command(activate, "make a stored model {sha256} active"),
-        "model.shadow": Command(
-            shadow_cmd, "run {sha256} beside the active model, paper only; null stops it"
-        ),
-        "model.promote": Command(promote, "the shadow becomes the active model"),
-        "model.rollback": Command(rollback, "the previous active model becomes active again"),
-        "model.delete": Command(delete, "remove a stored model {sha256} (not active/shadow)"),
-    }
+    h = Handlers()
+    h.add(contract.MODEL_VALIDATE, validate_cmd)
+    h.add(contract.MODEL_ADD, add)
+    h.add(contract.MODEL_LIST, listing)
+    h.add(contract.MODEL_ACTIVATE, activate)
+    h.add(contract.MODEL_SHADOW, shadow_cmd)
+    h.add(contract.MODEL_PROMOTE, promote)
+    h.add(contract.MODEL_ROLLBACK, rollback)
+    h.add(contract.MODEL_DELETE, delete)
+    return h

@@ -155,10 +155,13 @@ class ModelStore:
         self._state = state
         return state
 
-    def add(self, src: Path, model_version: str, sha256: str | None = None) -> StoredModel:
+    def add(
+        self, src: Path, model_version: str, sha256: str | None = None, source: str = ""
+    ) -> StoredModel:
         """Copy a (validated) file into the store; adding the same bytes again is a no-op.
 
-        ``sha256`` is what validation saw; if the file changed since, it is refused.
+        ``sha256`` is what validation saw; if the file changed since, it is refused. ``source``
+        names where it came from (an upload's original file name; default: the file's name).
         """
         with self._lock:
             digest = sha256_file(src)
@@ -179,7 +182,11 @@ class ModelStore:
             os.chmod(tmp, 0o444)
             os.replace(tmp, dst)
             entry = StoredModel(
-                digest, dst.stat().st_size, model_version, self._clock.time_ns(), src.name
+                digest,
+                dst.stat().st_size,
+                model_version,
+                self._clock.time_ns(),
+                source or src.name,
             )
             models = {**self._state.models, digest: entry}
             self._write(replace(self._state, models=models), "add", sha256=digest)

@@ -3,6 +3,7 @@ engine and simulator behind it. Screenshots of each page go to artifacts/screens
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -11,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from app import ctl
+from app import contract, ctl
 from app.store import db
+from tests.handlers import call_engine
 from tests.integration.engineproc import running_engine, wait_for
 from tests.simproc import running_sim
 
@@ -252,7 +254,7 @@ def test_every_page_renders_on_a_phone(stack: dict[str, Any], page: Any, path: s
 
 def _engine_has(stack: dict[str, Any], command: str) -> bool:
     reply = ctl.request(stack["data"] / "control.sock", "help")
-    return command in reply.get("result", {})
+    return command in {c["name"] for c in reply.get("result", [])}
 
 
 def _until(check: Any, timeout_s: float = 60.0) -> Any:
@@ -303,9 +305,7 @@ def test_broken_uploads_are_refused_and_the_active_model_stays(
     assert ctl.request(sock, "model.list")["result"]["active"] == active
 
 
-def test_model_upload_shadow_and_promote(
-    stack: dict[str, Any], page: Any, tmp_path: Path
-) -> None:
+def test_model_upload_shadow_and_promote(stack: dict[str, Any], page: Any, tmp_path: Path) -> None:
     ensure_password(stack)
     panel: PanelHandle = stack["panel"]
     sock = stack["data"] / "control.sock"
@@ -367,3 +367,101 @@ def test_go_live_guard_rails(stack: dict[str, Any], page: Any) -> None:
     page.get_by_role("button", name="Back to paper").click()
     page.locator("#mode-outcome .ok").wait_for(timeout=30_000)
     assert ctl.request(sock, "status")["result"]["mode"] == "paper"
+
+
+# What a page must never show while the engine is up: a command the engine lacks, raw JSON, a
+# bare quoted hash, or "no data" where the engine has the data.
+RAW_JSON = re.compile(r'\{\s*"[\w.]+"\s*:')
+QUOTED_HASH = re.compile(r"[\"'][0-9a-f]{16,}[\"']")
+NO_DATA = re.compile(r"unavailable|no [\w ]*information", re.IGNORECASE)
+PAGES = ("/", "/pnl", "/models", "/mode", "/settings", "/system", "/sessions")
+
+
+def _shadow_running(stack: dict[str, Any], tmp: Path) -> tuple[str, str]:
+    """A shadow model beside the active one, set up through the typed client; (active, shadow)."""
+    sock = stack["data"] / "control.sock"
+    candidate = _model_variant(tmp, "shadowed", model_version="shadowed-contract-test")
+    path = contract.PathArgs(path=str(candidate), name=candidate.name)
+    sha = call_engine(sock, contract.MODEL_ADD, path).added.sha256
+    call_engine(sock, contract.MODEL_SHADOW, contract.ShadowArgs(sha256=sha))
+    active = call_engine(sock, contract.MODEL_LIST).active
+    assert active is not None
+    return active, sha
+
+
+def test_every_page_shows_what_the_engine_reports(
+    stack: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    _, shadow_sha = _shadow_running(stack, tmp_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, panel)
+        page.wait_for_url(panel.base_url + "/")
+        for path in PAGES:
+            page.goto(panel.base_url + path)
+            text = page.locator("body").inner_text()
+            assert "unknown command" not in text, path
+            assert not RAW_JSON.search(text), (path, RAW_JSON.search(text))
+            assert not QUOTED_HASH.search(text), (path, QUOTED_HASH.search(text))
+            assert not NO_DATA.search(text), (path, NO_DATA.search(text))
+            shot(page, "wide-" + (path.strip("/") or "dashboard"))
+        # The model card names the active model and the shadow beside it.
+        page.goto(panel.base_url + "/")
+        active = page.locator("#active-model").inner_text()
+        status = ctl.request(stack["data"] / "control.sock", "status")["result"]
+        assert status["trader"]["model"]["model_version"] in active
+        assert "shadowed-contract-test" in page.locator("#shadow-model").inner_text()
+        # The comparison shows both models' figures, one row each.
+        page.goto(panel.base_url + "/models")
+        rows = page.locator("#shadow-compare tbody tr")
+        assert rows.count() == 2
+        assert "shadowed-contract-test" in rows.nth(1).inner_text()
+        assert shadow_sha[:12] in rows.nth(1).inner_text()
+        for i in range(2):
+            cells = rows.nth(i).locator("td").all_inner_texts()
+            assert len(cells) == 7 and all(c.strip() for c in cells), cells
+    finally:
+        context.close()
+        sock = stack["data"] / "control.sock"
+        call_engine(sock, contract.MODEL_SHADOW, contract.ShadowArgs(sha256=None))
+
+
+def test_settings_load_save_and_say_where_they_come_from(stack: dict[str, Any], page: Any) -> None:
+    ensure_password(stack)
+    panel: PanelHandle = stack["panel"]
+    sock = stack["data"] / "control.sock"
+    log_in(page, panel)
+    page.goto(panel.base_url + "/settings")
+    leverage = page.locator("#risk-max_leverage")
+    assert leverage.input_value() == "3"
+    assert "default" in page.locator("label[for=risk-max_leverage]").inner_text()
+    assert page.locator("#symbols").input_value() == "btcusdt,ethusdt"
+    # Out of bounds: the engine refuses with the configuration's own rule.
+    leverage.fill("50")
+    page.get_by_role("button", name="Save risk limits").click()
+    page.locator("#settings-outcome .failed").wait_for()
+    assert "max_leverage: 50 is outside [0.1, 10]" in page.locator("#settings-outcome").inner_text()
+    leverage.fill("2")
+    page.get_by_role("button", name="Save risk limits").click()
+    page.locator("#settings-outcome .ok").wait_for()
+    assert "risk.max_leverage: 3 → 2" in page.locator("#settings-outcome").inner_text()
+    page.reload()
+    assert page.locator("#risk-max_leverage").input_value() == "2"
+    assert "saved here" in page.locator("label[for=risk-max_leverage]").inner_text()
+    # The form sent every limit; only the one that changed is now "saved".
+    assert "default" in page.locator("label[for=risk-losing_streak]").inner_text()
+    shot(page, "settings-saved")
+    journal = ctl.request(sock, "journal", {"limit": 20})["result"]
+    change = next(j for j in journal if j["cmd"] == "settings.set" and j["ok"])
+    assert change["result"]["changed"] == [{"key": "risk.max_leverage", "old": "3", "new": "2"}]
+    assert change["actor"].startswith("panel:admin@127.0.0.1")
+    # Read-only commands (every page view above sent some) are never journalled.
+    read_only = {n for n, s in contract.COMMANDS.items() if not s.changes}
+    assert not read_only & {j["cmd"] for j in journal}
+    # Back to the default, so that the other tests see the shipped limits.
+    page.locator("#risk-max_leverage").fill("3")
+    page.get_by_role("button", name="Save risk limits").click()
+    page.locator("#settings-outcome .ok").wait_for()

@@ -26,8 +26,9 @@ from app.admin.readers import EngineReader, TradeFilter
 from app.admin.sessions import Sessions, hash_id
 from app.admin.throttle import Throttle
 from app.admin.uploads import UploadError, receive_upload
-from app.admin.views.settings import validate_risk, validate_symbols
+from app.admin.views.settings import parse_risk, parse_symbols
 from app.clock import ManualClock
+from app.contract import RiskLimits
 from app.errors import ConfigError
 
 
@@ -115,21 +116,17 @@ def test_setup_code_is_single_use_and_expires(
     assert ensure_setup_code(cfg, store, clock) is None
 
 
-def test_risk_limits_are_checked_against_bounds() -> None:
-    values, problems = validate_risk(
-        {
-            "risk_per_trade": "0.01",
-            "max_leverage": "50",
-            "losing_streak": "2.5",
-            "max_drawdown": "x",
-        }
+def test_risk_form_is_parsed_and_left_to_the_engine_to_bound() -> None:
+    limits, problems = parse_risk({"risk_per_trade": "0.01", "max_drawdown": "x"})
+    assert limits is None and problems == ["max drawdown: 'x' is not a number"]
+    limits, problems = parse_risk(
+        {"risk_per_trade": "0.01", "losing_streak": "4", "max_leverage": ""}
     )
-    assert values == {"risk_per_trade": "0.01"}
-    assert len(problems) == 3
-    assert any("max_leverage" in p and "outside" in p for p in problems)
-    symbols, bad = validate_symbols("BTCUSDT, ethusdt")
-    assert symbols == ["btcusdt", "ethusdt"] and bad == []
-    assert validate_symbols("btc/usdt")[1]
+    assert problems == [] and limits == RiskLimits(risk_per_trade=Decimal("0.01"), losing_streak=4)
+    # Out of bounds is the engine's verdict (app.config.RUNTIME), not the page's.
+    limits, problems = parse_risk({"max_leverage": "50"})
+    assert limits == RiskLimits(max_leverage=Decimal(50)) and problems == []
+    assert parse_symbols("BTCUSDT, ethusdt") == ["btcusdt", "ethusdt"]
 
 
 def test_charts_are_plain_svg() -> None:

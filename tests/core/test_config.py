@@ -57,3 +57,55 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text("[nope]\nx = 1\n")
     with pytest.raises(ConfigError, match="unknown section"):
         config.load(tmp_path, tmp_path / "s.toml", {})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("risk.max_leverage", "50", r"risk.max_leverage: 50 is outside \[0.1, 10\]"),
+        ("risk.risk_per_trade", "0.5", r"risk.risk_per_trade: 0.5 is outside \[0.0001, 0.05\]"),
+        ("risk.losing_streak", "2.5", "risk.losing_streak: '2.5' is not a whole number"),
+        ("feed.symbols", "btc/usdt", "feed.symbols: 'btc/usdt' is not a symbol"),
+        ("feed.symbols", "btcusdt,btcusdt", "listed twice"),
+        ("engine.status_interval_s", "1", "cannot be changed at run time"),
+    ],
+)
+def test_runtime_changes_obey_the_bounds(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.with_changes(config.AppConfig(), {key: value}, "saved")
+
+
+def test_a_config_file_obeys_the_same_bounds(tmp_path: Path) -> None:
+    toml = tmp_path / "a.toml"
+    toml.write_text("[risk]\nmax_leverage = 25\n")
+    with pytest.raises(ConfigError, match=r"max_leverage: 25 is outside .*\(set by toml\)"):
+        config.load(tmp_path, toml, {})
+
+
+def test_saved_settings_sit_between_environment_and_flags(tmp_path: Path) -> None:
+    toml = tmp_path / "a.toml"
+    toml.write_text("[risk]\nmax_leverage = 2\nlosing_streak = 5\n")
+    env = {"APPLIANCE_RISK_COOLDOWN_MINUTES": "10"}
+    cfg = config.load(tmp_path, toml, env, feed={"symbols": "solusdt"})
+    assert [cfg.source(k) for k in ("risk.max_leverage", "risk.cooldown_minutes")] == [
+        "toml",
+        "env",
+    ]
+    assert (cfg.source("feed.symbols"), cfg.source("risk.max_drawdown")) == ("cli", "default")
+    saved = {
+        "risk.max_leverage": "4",  # wins over the file
+        "risk.cooldown_minutes": "20",  # wins over the environment
+        "feed.symbols": "btcusdt",  # a flag wins over a saved value
+        "risk.max_daily_loss": "0.9",  # out of bounds since it was saved: skipped, said
+        "risk.nonsense": "1",
+    }
+    merged, problems = config.with_saved(cfg, saved)
+    assert str(merged.risk.max_leverage) == "4" and merged.source("risk.max_leverage") == "saved"
+    assert merged.risk.cooldown_minutes == 20
+    assert merged.risk.losing_streak == 5 and merged.source("risk.losing_streak") == "toml"
+    assert merged.feed.symbols == ("solusdt",) and merged.source("feed.symbols") == "cli"
+    assert merged.risk.max_daily_loss == config.RiskConfig().max_daily_loss
+    assert len(problems) == 2
+    assert "risk.max_daily_loss: 0.9 is outside" in problems[0]
+    assert "risk.nonsense is not a runtime setting" in problems[1]
+    assert config.setting_text(merged, "feed.symbols") == "solusdt"

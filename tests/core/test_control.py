@@ -13,15 +13,40 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from app import ctl
+from app import contract, ctl
 from app.clock import SystemClock
-from app.engine.control import MAX_REQUEST_BYTES, Command, ControlServer
+from app.contract import Args, NoArgs, Result, Spec
+from app.engine.control import MAX_REQUEST_BYTES, ControlServer, Handlers
 from app.engine.supervisor import Supervisor
 from app.errors import ControlError
 
 Journal = list[tuple[str, str, dict[str, Any], bool, Any]]
+
+
+class EchoArgs(Args, frozen=True):
+    x: int = 0
+    still: str = ""
+
+
+class Echoed(Result, frozen=True):
+    echo: EchoArgs
+
+
+class Wrong(Result, frozen=True):
+    """What a client expects when the engine's reply has drifted from the contract."""
+
+    echo: int
+
+
+ECHO = Spec("echo", EchoArgs, Echoed, "echo", changes=True)
+ECHO_AS_WRONG = Spec("echo", EchoArgs, Wrong, "echo, misdeclared", changes=True)
+PEEK = Spec("peek", NoArgs, str, "read only", changes=False)
+SLOW = Spec("slow", NoArgs, str, "slow", changes=True, slow=True)
+BROKEN = Spec("broken", NoArgs, str, "raises KeyError", changes=True)
+OPEN = Spec("open", NoArgs, str, "release slow", changes=True)
 
 
 @pytest.fixture
@@ -39,25 +64,31 @@ async def server(data_dir: Path) -> AsyncIterator[tuple[Path, Journal]]:
     gate = asyncio.Event()
 
     async def journal_fn(actor: str, cmd: str, args: dict[str, Any], ok: bool, result: Any) -> None:
-        journal.append((actor, cmd, args, ok, result))
+        journal.append((actor, cmd, args, ok, contract.to_builtins(result)))
 
-    async def echo(args: dict[str, Any]) -> Any:
-        return {"echo": args}
+    async def echo(args: EchoArgs) -> Echoed:
+        return Echoed(echo=args)
 
-    async def slow(args: dict[str, Any]) -> Any:
+    async def peek(args: NoArgs) -> str:
+        return "looked"
+
+    async def slow(args: NoArgs) -> str:
         await gate.wait()
         return "finished"
 
-    async def broken(args: dict[str, Any]) -> Any:
-        return args["missing"]
+    async def broken(args: NoArgs) -> str:
+        return {}["missing"]  # type: ignore[no-any-return]
 
-    commands = {
-        "echo": Command(echo, "echo"),
-        "slow": Command(slow, "slow", slow=True),
-        "broken": Command(broken, "raises KeyError"),
-        "open": Command(lambda a: _set(gate), "release slow"),
-    }
-    srv = ControlServer(data_dir / "control.sock", commands, journal_fn, sup)
+    async def release(args: NoArgs) -> str:
+        return await _set(gate)
+
+    handlers = Handlers()
+    handlers.add(ECHO, echo)
+    handlers.add(PEEK, peek)
+    handlers.add(SLOW, slow)
+    handlers.add(BROKEN, broken)
+    handlers.add(OPEN, release)
+    srv = ControlServer(data_dir / "control.sock", handlers, journal_fn, sup)
     sup.add("control", srv.serve)
     for _ in range(100):
         if srv.path.exists():
@@ -91,12 +122,51 @@ async def _raw(path: Path, payload: bytes) -> list[dict[str, Any]]:
 async def test_commands_are_answered_and_journalled(server: tuple[Path, Journal]) -> None:
     path, journal = server
     reply = await _call(path, "echo", {"x": 1})
-    assert reply["ok"] and reply["result"] == {"echo": {"x": 1}}
+    assert reply["ok"] and reply["result"] == {"echo": {"x": 1, "still": ""}}
     assert isinstance(reply["id"], int)
     actor, cmd, args, ok, result = journal[-1]
-    assert actor.startswith("test:alice (uid ") and (cmd, args, ok) == ("echo", {"x": 1}, True)
-    assert result == {"echo": {"x": 1}}
-    assert "echo" in (await _call(path, "help"))["result"]
+    assert actor.startswith("test:alice (uid ") and (cmd, ok) == ("echo", True)
+    assert args == {"x": 1, "still": ""} and result == {"echo": {"x": 1, "still": ""}}
+    listed = {c["name"]: c for c in (await _call(path, "help"))["result"]}
+    assert listed["echo"]["args"] == {"x": "int = 0", "still": "str = ''"}
+    assert listed["slow"]["slow"] and not listed["peek"]["changes"]
+
+
+async def test_read_only_commands_are_not_journalled(server: tuple[Path, Journal]) -> None:
+    path, journal = server
+    for cmd in ("peek", "help", "peek"):
+        assert (await _call(path, cmd))["ok"]
+    assert journal == []
+    assert (await _call(path, "echo"))["ok"]
+    assert [j[1] for j in journal] == ["echo"]
+
+
+async def test_arguments_are_checked_against_the_contract(server: tuple[Path, Journal]) -> None:
+    path, journal = server
+    wrong_type = await _call(path, "echo", {"x": "one"})
+    assert not wrong_type["ok"]
+    assert wrong_type["error"] == "bad arguments for 'echo': Expected `int`, got `str` - at `$.x`"
+    unknown = await _call(path, "echo", {"y": 1})
+    assert not unknown["ok"] and "unknown field `y`" in unknown["error"]
+    assert journal == []  # refused before anything ran
+
+
+async def test_typed_client_converts_results_and_catches_drift(
+    server: tuple[Path, Journal],
+) -> None:
+    path, _ = server
+    client = ctl.EngineClient(path, actor="test:typed")
+    reply = await client.call(ECHO, EchoArgs(x=3))
+    assert reply.ok and reply.result == Echoed(echo=EchoArgs(x=3))
+    drifted = await client.call(ECHO_AS_WRONG, EchoArgs(x=3))
+    assert not drifted.ok and drifted.reachable
+    assert "reply to 'echo' breaks the contract" in drifted.error
+    done = client.call(SLOW)  # a slow command is waited for by the one poller
+    await asyncio.sleep(0.2)
+    assert (await client.call(OPEN)).ok
+    assert (await done) == ctl.Reply(True, "finished")
+    down = await ctl.EngineClient(path.parent / "absent.sock").call(PEEK)
+    assert not down.ok and not down.reachable and "engine not running" in down.error
 
 
 async def test_errors_are_replies_not_crashes(server: tuple[Path, Journal]) -> None:
@@ -115,8 +185,8 @@ async def test_errors_are_replies_not_crashes(server: tuple[Path, Journal]) -> N
     assert "JSON object" in replies[1]["error"]
     assert replies[2]["id"] == 5 and "malformed" in replies[2]["error"]
     assert "unknown command 'nope'" in replies[3]["error"]
-    assert replies[4]["error"] == "bad arguments: 'missing'"
-    assert replies[5]["result"] == {"echo": {"still": "alive"}}
+    assert replies[4]["error"] == "bad arguments: 'missing'"  # a handler's own KeyError
+    assert replies[5]["result"] == {"echo": {"x": 0, "still": "alive"}}
     assert ("broken", False) in [(j[1], j[3]) for j in journal]
 
 
@@ -182,7 +252,9 @@ async def test_refused_without_access_to_the_socket(server: tuple[Path, Journal]
     os.chmod(path.parent, 0o755)
     os.chmod(path, 0o666)
     out = await asyncio.to_thread(_connect_as_nobody, path)
-    assert out.startswith("reply:") and '"ok": false' in out and "permission denied" in out
+    assert out.startswith("reply:")
+    refused = json.loads(out.removeprefix("reply:"))
+    assert refused["ok"] is False and refused["error"] == "permission denied"
     assert all(j[1] != "echo" for j in journal)
 
 
@@ -195,6 +267,28 @@ def test_client_errors_name_the_problem(tmp_path: Path) -> None:
     sock.close()
     with pytest.raises(ControlError, match="refuses connections"):
         ctl.request(dead, "status")
-    assert ctl.parse_args(["a=1", "b=x", 'c={"d": true}']) == {"a": 1, "b": "x", "c": {"d": True}}
-    with pytest.raises(ControlError):
-        ctl.parse_args(["novalue"])
+    assert ctl.parse_args(contract.JOURNAL, ["limit=5"]) == contract.JournalArgs(limit=5)
+    assert ctl.parse_args(contract.KILL, ["reason=stop now"]) == contract.KillArgs(
+        reason="stop now"
+    )
+    with pytest.raises(ControlError, match="not key=value"):
+        ctl.parse_args(contract.KILL, ["novalue"])
+    with pytest.raises(ControlError, match=r"unknown field `why`.*arguments: reason: str"):
+        ctl.parse_args(contract.KILL, ["why=x"])
+    with pytest.raises(ControlError, match="unknown command 'paws'"):
+        ctl.spec_named("paws")
+
+
+def test_every_contract_spec_is_well_formed() -> None:
+    """Names are unique and match their keys; args are structs that refuse unknown fields."""
+    for name, spec in contract.COMMANDS.items():
+        assert spec.name == name
+        assert issubclass(spec.args, Args)
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert({"no_such_argument": 1}, spec.args)
+        assert spec.doc and spec.arg_fields() is not None
+    assert [s for s in contract.COMMANDS.values() if s.slow] == [
+        contract.BACKUP,
+        contract.MODEL_VALIDATE,
+        contract.MODEL_ADD,
+    ]

@@ -122,7 +122,10 @@ def loop(tmp_path: Path) -> Iterator[str]:
     _mbr_with_one_partition(backing, 32 * 1024 * 1024)
     made = subprocess.run(
         ["losetup", "--find", "--show", "--partscan", str(backing)],
-        capture_output=True, text=True, check=False, timeout=30,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     if made.returncode != 0:
         pytest.skip(f"losetup failed: {made.stderr.strip()}")

@@ -47,7 +47,8 @@ def test_default_model_decides_within_60s(sim, tmp_path: Path) -> None:  # type:
             log,
         )
         trader = st["trader"]
-        assert trader["model"].startswith("default-")
+        assert trader["model"]["model_version"].startswith("default-")
+        assert len(trader["model"]["sha256"]) == 64
         assert set(trader["last"]) <= {"BTCUSDT", "ETHUSDT"} and trader["last"]
         assert 0 <= next(iter(trader["last"].values()))["prob"] <= 1
         assert st["latency_us"]["n"] > 0
@@ -65,7 +66,7 @@ def test_paper_trades_when_the_model_signals(sim, tmp_path: Path) -> None:  # ty
         st = wait_for(
             "a paper position", lambda: (s := status(data))["positions"] and s, 90, proc, log
         )
-        assert st["trader"]["model"] == "always-long-test"
+        assert st["trader"]["model"]["model_version"] == "always-long-test"
         assert st["trader"]["orders"] >= 1
         assert float(st["positions"]["BTCUSDT"]) > 0
         assert float(st["fees"]) > 0
@@ -95,4 +96,4 @@ def test_paper_trades_when_the_model_signals(sim, tmp_path: Path) -> None:  # ty
     # The kill switch survives a restart.
     with running_engine(data, sim.rest_url, sim.ws_url, *args, log=log):
         assert status(data)["state"] == "halted"
-        assert status(data)["breakers"][0] == "kill_switch"
+        assert status(data)["breakers"][0]["code"] == "kill_switch"

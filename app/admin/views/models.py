@@ -9,46 +9,37 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import contract
 from app.admin.render import render
 from app.admin.state import panel_of
 from app.admin.uploads import UploadError, receive_upload
-from app.admin.views.common import check_password, command, command_done, form_dict
+from app.admin.views.common import check_password, command, form_dict
+from app.ctl import Reply
 
 log = logging.getLogger(__name__)
 
-# action -> control command; the engine validates everything again.
-ACTIONS = {
-    "activate": "model.activate",
-    "shadow": "model.shadow",
-    "promote": "model.promote",
-    "rollback": "model.rollback",
-    "delete": "model.delete",
-}
+ACTIONS = ("activate", "shadow", "promote", "rollback", "delete")
 NEEDS_PASSWORD = frozenset({"delete"})
-
-
-def _models(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The model rows and the rest of ``model.list``'s reply (active, shadow, comparison)."""
-    if isinstance(result, list):
-        return [m for m in result if isinstance(m, dict)], {}
-    if isinstance(result, dict):
-        rows = result.get("models", [])
-        rest = {k: v for k, v in result.items() if k != "models"}
-        return [m for m in rows if isinstance(m, dict)], rest
-    return [], {}
 
 
 async def _page(
     request: Request, outcome: dict[str, Any] | None = None, code: int = 200
 ) -> Response:
-    listing = await command(request, "model.list")
-    models, extra = _models(listing.result) if listing.ok else ([], {})
-    ctx = {"listing": listing, "models": models, "extra": extra, "outcome": outcome}
+    listing = await command(request, contract.MODEL_LIST)
+    ctx = {"listing": listing, "models": listing.result, "outcome": outcome}
     return await render(request, "models.html", ctx, status_code=code)
 
 
 async def models_page(request: Request) -> Response:
     return await _page(request)
+
+
+async def models_table(request: Request) -> Response:
+    """The installed models and the comparison alone: refreshed after an upload or an action."""
+    listing = await command(request, contract.MODEL_LIST)
+    return await render(
+        request, "_models_table.html", {"listing": listing, "models": listing.result}
+    )
 
 
 async def upload(request: Request) -> Response:
@@ -63,22 +54,26 @@ async def upload(request: Request) -> Response:
     except (UploadError, ValueError) as exc:
         outcome = {"action": "upload", "ok": False, "error": str(exc)}
         return await render(request, "_model_outcome.html", {"outcome": outcome}, status_code=400)
-    reply = await command_done(
-        request, "model.add", {"path": str(up.path), "name": up.original_name}
-    )
-    if not reply.ok:
-        up.path.unlink(missing_ok=True)  # the engine refused it: nothing keeps a reference
+    try:
+        reply = await command(
+            request, contract.MODEL_ADD, contract.PathArgs(path=str(up.path), name=up.original_name)
+        )
+    finally:
+        # The store keeps its own copy; a refused file is kept by nobody.
+        up.path.unlink(missing_ok=True)
     outcome = {
         "action": "upload",
         "ok": reply.ok,
         "error": reply.error,
-        "result": reply.result,
+        "added": reply.result,
         "file": up.original_name,
         "size": up.size,
     }
-    return await render(
+    response = await render(
         request, "_model_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
     )
+    response.headers["HX-Trigger"] = "models-changed"
+    return response
 
 
 async def model_action(request: Request) -> Response:
@@ -87,7 +82,7 @@ async def model_action(request: Request) -> Response:
         return Response("unknown action", 404)
     form = await form_dict(request)
     sha = form.get("sha256", "").strip()
-    outcome: dict[str, Any] = {"action": action, "sha256": sha[:16]}
+    outcome: dict[str, Any] = {"action": action, "sha256": sha[:12]}
     if action in NEEDS_PASSWORD:
         problem = await check_password(request, form.get("password", ""))
         if problem:
@@ -95,10 +90,22 @@ async def model_action(request: Request) -> Response:
             return await render(
                 request, "_model_outcome.html", {"outcome": outcome}, status_code=403
             )
-    # promote and rollback act on the store's own pointers; the others name a model.
-    args = {"sha256": sha} if sha and action in ("activate", "shadow", "delete") else {}
-    reply = await command(request, ACTIONS[action], args)
-    outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
-    return await render(
+    reply: Reply[Any]
+    if action == "activate":
+        reply = await command(request, contract.MODEL_ACTIVATE, contract.ModelRef(sha256=sha))
+    elif action == "shadow":
+        ref = sha if sha and sha != "stop" else None
+        reply = await command(request, contract.MODEL_SHADOW, contract.ShadowArgs(sha256=ref))
+    elif action == "promote":
+        reply = await command(request, contract.MODEL_PROMOTE)
+    elif action == "rollback":
+        reply = await command(request, contract.MODEL_ROLLBACK)
+    else:
+        reply = await command(request, contract.MODEL_DELETE, contract.ModelRef(sha256=sha))
+    outcome.update(ok=reply.ok, error=reply.error, done=reply.result)
+    response = await render(
         request, "_model_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
     )
+    if reply.ok:
+        response.headers["HX-Trigger"] = "models-changed"
+    return response

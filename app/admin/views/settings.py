@@ -1,18 +1,22 @@
-"""Settings: symbols and risk limits (validated against bounds here, applied by the engine via
-``settings.set``), API keys (write-only: ``keys.set``, never shown back), the alert webhook (the
-panel's own setting: the panel posts the alerts), and the password."""
+"""Settings: symbols and risk limits (``settings.get`` / ``settings.set``: the engine validates them
+with the configuration's own bounds, saves, applies and journals them), API keys (write-only:
+``keys.set``, never shown back), the alert webhook (the panel's own setting: the panel posts the
+alerts), and the password."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import contract
 from app.admin.alerts import WEBHOOK_KEY, post_alert
 from app.admin.passwords import check_strength
 from app.admin.render import render
@@ -20,54 +24,42 @@ from app.admin.state import actor_of, panel_of
 from app.admin.views.common import check_password, command, form_dict
 from app.errors import ConfigError
 
-# name -> (kind, lowest, highest): the bounds a value from the page must respect.
-RISK_BOUNDS: dict[str, tuple[str, Decimal, Decimal]] = {
-    "risk_per_trade": ("decimal", Decimal("0.0001"), Decimal("0.05")),
-    "kelly_fraction": ("decimal", Decimal("0"), Decimal("1")),
-    "max_position_notional": ("decimal", Decimal("1"), Decimal("1000000")),
-    "max_leverage": ("decimal", Decimal("0.1"), Decimal("10")),
-    "max_daily_loss": ("decimal", Decimal("0.001"), Decimal("0.5")),
-    "max_drawdown": ("decimal", Decimal("0.01"), Decimal("0.9")),
-    "losing_streak": ("int", Decimal("1"), Decimal("100")),
-    "cooldown_minutes": ("int", Decimal("0"), Decimal("10080")),
-}
-_SYMBOL = re.compile(r"^[a-z0-9]{2,20}$")
+log = logging.getLogger(__name__)
 _KEY = re.compile(r"^[A-Za-z0-9]{8,128}$")
+RISK_FIELDS = contract.RiskLimits.__struct_fields__
 
 
-def validate_risk(form: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The limits given in ``form`` as exact strings, and one message per value out of bounds."""
+def parse_risk(form: dict[str, str]) -> tuple[contract.RiskLimits | None, list[str]]:
+    """The limits given in ``form`` (blank: unchanged), or why they are not numbers.
+
+    Bounds are the engine's to check (``app.config.RUNTIME``), so a TOML file and this page obey
+    the same rules.
+    """
     values: dict[str, str] = {}
     problems: list[str] = []
-    for name, (kind, lo, hi) in RISK_BOUNDS.items():
+    for name in RISK_FIELDS:
         raw = form.get(name, "").strip()
         if not raw:
             continue
+        label = name.replace("_", " ")
         try:
-            value = Decimal(raw)
-        except InvalidOperation:
-            problems.append(f"{name}: {raw!r} is not a number")
+            msgspec.convert({name: raw}, contract.RiskLimits, strict=False)
+            finite = Decimal(raw).is_finite()
+        except (msgspec.ValidationError, InvalidOperation) as exc:
+            whole = "`int" in str(exc)
+            problems.append(f"{label}: {raw!r} is not {'a whole number' if whole else 'a number'}")
             continue
-        if not value.is_finite() or (kind == "int" and value != value.to_integral_value()):
-            problems.append(
-                f"{name}: {raw!r} is not {'a whole number' if kind == 'int' else 'finite'}"
-            )
+        if not finite:
+            problems.append(f"{label}: {raw!r} is not finite")
             continue
-        if not lo <= value <= hi:
-            problems.append(f"{name}: {raw} is outside [{lo}, {hi}]")
-            continue
-        values[name] = str(int(value)) if kind == "int" else str(value)
-    return values, problems
+        values[name] = raw
+    if problems:
+        return None, problems
+    return msgspec.convert(values, contract.RiskLimits, strict=False), []
 
 
-def validate_symbols(text: str) -> tuple[list[str], list[str]]:
-    symbols = [s.strip().lower() for s in text.replace(" ", ",").split(",") if s.strip()]
-    problems = [f"{s!r} is not a symbol" for s in symbols if not _SYMBOL.match(s)]
-    if not symbols:
-        problems.append("give at least one symbol")
-    if len(symbols) > 20:
-        problems.append("at most 20 symbols")
-    return symbols, problems
+def parse_symbols(text: str) -> list[str]:
+    return [s.strip().lower() for s in text.replace(" ", ",").split(",") if s.strip()]
 
 
 def validate_webhook(url: str) -> str:
@@ -81,10 +73,10 @@ def validate_webhook(url: str) -> str:
 
 async def settings_page(request: Request) -> Response:
     panel = panel_of(request)
-    current = await command(request, "settings.get")
+    current = await command(request, contract.SETTINGS_GET)
     ctx = {
-        "bounds": RISK_BOUNDS,
         "current": current,
+        "by_key": {v.key: v for v in current.result.settings} if current.result else {},
         "webhook": panel.db.get_setting(WEBHOOK_KEY, ""),
         "outcome": None,
     }
@@ -95,39 +87,33 @@ async def _outcome(request: Request, outcome: dict[str, Any], code: int = 200) -
     return await render(request, "_outcome.html", {"outcome": outcome}, status_code=code)
 
 
-async def save_risk(request: Request) -> Response:
-    values, problems = validate_risk(await form_dict(request))
-    if problems or not values:
-        return await _outcome(
-            request,
-            {
-                "action": "risk limits",
-                "ok": False,
-                "error": "; ".join(problems) or "nothing to change",
-            },
-            400,
+async def _save(request: Request, action: str, args: contract.SettingsSetArgs) -> Response:
+    reply = await command(request, contract.SETTINGS_SET, args)
+    outcome: dict[str, Any] = {"action": action, "ok": reply.ok, "error": reply.error}
+    if reply.result is not None:
+        changed = reply.result.changed
+        outcome["message"] = (
+            "; ".join(f"{c.key}: {c.old} → {c.new}" for c in changed) or "nothing changed"
         )
-    reply = await command(request, "settings.set", {"section": "risk", "values": values})
-    outcome = {
-        "action": "risk limits",
-        "ok": reply.ok,
-        "error": reply.error,
-        "result": reply.result,
-    }
+        if reply.result.restarting:
+            outcome["message"] += "; the engine restarts to trade the new symbols"
     return await _outcome(request, outcome, 200 if reply.ok else 422)
+
+
+async def save_risk(request: Request) -> Response:
+    limits, problems = parse_risk(await form_dict(request))
+    if limits is None or problems:
+        error = "; ".join(problems)
+        return await _outcome(request, {"action": "risk limits", "ok": False, "error": error}, 400)
+    return await _save(request, "risk limits", contract.SettingsSetArgs(risk=limits))
 
 
 async def save_symbols(request: Request) -> Response:
-    symbols, problems = validate_symbols((await form_dict(request)).get("symbols", ""))
-    if problems:
-        return await _outcome(
-            request, {"action": "symbols", "ok": False, "error": "; ".join(problems)}, 400
-        )
-    reply = await command(
-        request, "settings.set", {"section": "feed", "values": {"symbols": symbols}}
-    )
-    outcome = {"action": "symbols", "ok": reply.ok, "error": reply.error, "result": reply.result}
-    return await _outcome(request, outcome, 200 if reply.ok else 422)
+    symbols = parse_symbols((await form_dict(request)).get("symbols", ""))
+    if not symbols:
+        error = "give at least one symbol"
+        return await _outcome(request, {"action": "symbols", "ok": False, "error": error}, 400)
+    return await _save(request, "symbols", contract.SettingsSetArgs(symbols=symbols))
 
 
 async def save_keys(request: Request) -> Response:
@@ -142,9 +128,11 @@ async def save_keys(request: Request) -> Response:
     problem = await check_password(request, form.get("password", ""))
     if problem:
         return await _outcome(request, {"action": "API keys", "ok": False, "error": problem}, 403)
-    reply = await command(request, "keys.set", {"api_key": key, "api_secret": secret})
-    # Never echo the keys back: the result shown is the engine's, which holds no secret.
-    outcome = {"action": "API keys", "ok": reply.ok, "error": reply.error, "result": reply.result}
+    reply = await command(
+        request, contract.KEYS_SET, contract.KeysSetArgs(api_key=key, api_secret=secret)
+    )
+    # Never echo the keys back: only that they were saved.
+    outcome = {"action": "API keys", "ok": reply.ok, "error": reply.error, "message": "saved"}
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
@@ -156,13 +144,16 @@ async def save_webhook(request: Request) -> Response:
     if problem:
         return await _outcome(request, {"action": "webhook", "ok": False, "error": problem}, 400)
     panel.db.set_setting(WEBHOOK_KEY, url, panel.clock.time_ns())
-    result: dict[str, Any] = {"webhook": url or "(none)", "by": actor_of(request)}
+    message = f"alerts go to {url}" if url else "no webhook: alerts are not sent"
     if url and form.get("test"):
         sent = await post_alert(
             url, {"kind": "test", "message": "test alert from the panel", "state": "raised"}
         )
-        result["test"] = sent or "delivered"
-    return await _outcome(request, {"action": "webhook", "ok": True, "error": "", "result": result})
+        message += f"; test alert: {sent or 'delivered'}"
+    log.info("webhook set by %s", actor_of(request))
+    return await _outcome(
+        request, {"action": "webhook", "ok": True, "error": "", "message": message}
+    )
 
 
 async def change_password(request: Request) -> Response:
@@ -185,5 +176,5 @@ async def change_password(request: Request) -> Response:
             panel.sessions.revoke(other.id_hash)
     return await _outcome(
         request,
-        {"action": "password", "ok": True, "error": "", "result": "changed; other sessions ended"},
+        {"action": "password", "ok": True, "error": "", "message": "changed; other sessions ended"},
     )

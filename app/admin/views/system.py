@@ -1,5 +1,5 @@
 """System: CPU, memory, disk, temperature, uptime, services, clock, logs, backups (download,
-back up now, restore via the engine); and the login sessions (list, revoke) with the login audit."""
+back up now; restore is issue 17); and the login sessions (list, revoke) with the login audit."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from app import contract
 from app.admin import sysinfo
 from app.admin.render import render
 from app.admin.state import panel_of
-from app.admin.views.common import check_password, command, form_dict
+from app.admin.views.common import command, form_dict
 
 
 async def system_page(request: Request) -> Response:
@@ -42,26 +43,11 @@ async def download_backup(request: Request) -> Response:
 
 
 async def backup_now(request: Request) -> Response:
-    reply = await command(request, "backup")
-    outcome = {"action": "backup", "ok": reply.ok, "error": reply.error, "result": reply.result}
-    return await render(
-        request, "_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
-    )
-
-
-async def restore_backup(request: Request) -> Response:
-    form = await form_dict(request)
-    outcome: dict[str, Any] = {"action": "restore"}
-    path = _backup_path(request, form.get("name", ""))
-    if path is None:
-        outcome.update(ok=False, error="no such backup")
-        return await render(request, "_outcome.html", {"outcome": outcome}, status_code=404)
-    problem = await check_password(request, form.get("password", ""))
-    if problem:
-        outcome.update(ok=False, error=problem)
-        return await render(request, "_outcome.html", {"outcome": outcome}, status_code=403)
-    reply = await command(request, "backup.restore", {"path": str(path)})
-    outcome.update(ok=reply.ok, error=reply.error, result=reply.result)
+    reply = await command(request, contract.BACKUP)
+    outcome = {"action": "backup", "ok": reply.ok, "error": reply.error}
+    if reply.result is not None:
+        name = reply.result.backup.rsplit("/", 1)[-1]
+        outcome["message"] = f"{name} ({reply.result.bytes:,} bytes, verified)"
     return await render(
         request, "_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
     )
