@@ -175,6 +175,21 @@ def _load_problem(text: str, opsets: dict[str, int]) -> str:
     return f"onnxruntime cannot load the model: {first[:300]}"
 
 
+# How an allocation failure reads in onnxruntime's messages (its arena does not raise MemoryError).
+_OUT_OF_MEMORY = ("Failed to allocate memory", "bad_alloc", "bad allocation", "MemoryError")
+
+
+def _out_of_memory(text: str) -> bool:
+    return any(mark in text for mark in _OUT_OF_MEMORY)
+
+
+def _memory_refusal(limits: ValidationLimits, detail: str) -> ValidationReport:
+    return _refused(
+        f"memory limit: the model needs more than {limits.memory_bytes // MIB} MiB "
+        f"of address space ({detail[:200]})"
+    )
+
+
 def check_file(path: Path, limits: ValidationLimits) -> ValidationReport:
     """Every check, in this process (call it only inside the sandboxed child)."""
     from app.models.onnxproto import ProtoError, read_header
@@ -201,6 +216,8 @@ def check_file(path: Path, limits: ValidationLimits) -> ValidationReport:
     try:
         model = load_model(path)
     except ModelError as exc:
+        if any(_out_of_memory(p) for p in exc.problems):
+            return _memory_refusal(limits, next(p for p in exc.problems if _out_of_memory(p)))
         return _refused(*exc.problems)
     describe = model.describe()
     describe["opsets"] = {d or "ai.onnx": v for d, v in header.opsets.items()}
@@ -288,7 +305,7 @@ def _verdict(returncode: int, out: bytes, err: bytes, limits: ValidationLimits) 
     tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
     if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         return _refused(f"CPU time limit: the check used more than {limits.cpu_s} s of CPU")
-    if "MemoryError" in tail[0] or "bad_alloc" in tail[0] or returncode == -signal.SIGSEGV:
+    if _out_of_memory(tail[0]) or returncode == -signal.SIGSEGV:
         return _refused(
             f"memory limit: the check failed within {limits.memory_bytes // MIB} MiB "
             f"(exit {returncode}: {tail[0][:200]})"

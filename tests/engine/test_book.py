@@ -181,14 +181,23 @@ def test_diff_sync_gap_raises_resets_and_resyncs() -> None:
 
 def test_diff_sync_gap_inside_buffer_keeps_later_events() -> None:
     sync = DiffDepthSync(OrderBook("BTCUSDT"))
-    for event in (_depth(96, 105, 95), _depth(106, 110, 105), _depth(120, 125, 119)):
+    for event in (
+        _depth(96, 105, 95),
+        _depth(106, 110, 105),
+        _depth(120, 125, 119, [("3", "1")]),  # pu=119 does not continue u=110: the gap
+        _depth(126, 130, 125, [("4", "2")]),  # later events, continuous after the gap
+        _depth(131, 135, 130, [("5", "3")], [("9", "1")]),
+    ):
         sync.on_event(event)
+    assert sync.buffered == 5
     with pytest.raises(BookGapError):
         sync.apply_snapshot(_snapshot(100, [], []))
     assert sync.needs_snapshot
-    assert sync.buffered == 1
-    assert sync.apply_snapshot(_snapshot(122, [("1", "1")], []))
-    assert sync.book.last_update_id == 125
+    assert sync.buffered == 3  # the event that revealed the gap and the two after it
+    assert sync.apply_snapshot(_snapshot(122, [("1", "1")], [("9", "5")]))
+    assert sync.book.last_update_id == 135
+    assert sync.book.bids(5) == [("5", "3"), ("4", "2"), ("3", "1"), ("1", "1")]
+    assert sync.book.asks(5) == [("9", "1")]
 
 
 def test_reference_recording_rebuilds_all_books_and_matches_book_ticker() -> None:

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from app.engine.orders import (
     ClientOrderIds,
     Fill,
     Liquidity,
+    Order,
     OrderType,
     RejectCode,
     Side,
@@ -327,6 +329,46 @@ def test_daily_loss_breaker_ends_at_the_utc_day_boundary(clock: ManualClock) -> 
     assert g.state.day_start_equity == Decimal(9690)
 
 
+@pytest.mark.parametrize(
+    ("equity", "blocked"),
+    [("9700", True), ("9699.99", True), ("9700.01", False)],
+    ids=["exactly -3%", "a cent below", "a cent above"],
+)
+def test_daily_loss_trips_at_or_below_the_limit(
+    clock: ManualClock, equity: str, blocked: bool
+) -> None:
+    g = gate(clock)  # max_daily_loss 3 %: the limit is 9,700 of a 10,000 day start
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    decision = g.check(intent(clock), context(flat_account(clock, equity)))
+    if blocked:
+        assert isinstance(decision, Rejected), decision
+        assert decision.code == RejectCode.DAILY_LOSS
+    else:
+        _approved(decision)
+        assert g.state.daily_loss_day == -1
+
+
+@pytest.mark.parametrize(
+    ("equity", "blocked"),
+    [("9000", True), ("9000.01", False)],
+    ids=["exactly -10%", "a cent above"],
+)
+def test_drawdown_trips_at_or_below_the_limit(
+    clock: ManualClock, equity: str, blocked: bool
+) -> None:
+    g = gate(clock)  # max_drawdown 10 % of a 10,000 peak
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    clock.advance(86_400)  # a new UTC day starting at the equity under test: no daily breaker
+    g.on_equity(clock.time_ns(), Decimal(equity))
+    decision = g.check(intent(clock), context(flat_account(clock, equity)))
+    if blocked:
+        assert isinstance(decision, Rejected), decision
+        assert decision.code == RejectCode.DRAWDOWN
+    else:
+        _approved(decision)
+        assert not g.state.drawdown_tripped
+
+
 def test_cooldown_ends_after_its_minutes_and_a_win_resets_the_streak(clock: ManualClock) -> None:
     g = gate(clock)
     ts = clock.time_ns()
@@ -380,18 +422,40 @@ def test_drawdown_needs_resume_which_restarts_the_peak(clock: ManualClock) -> No
 # -- seals and ids ----------------------------------------------------------------------------
 
 
-def test_a_seal_covers_every_field_and_belongs_to_one_gate(clock: ManualClock) -> None:
+# One change per sealed field; the set must stay equal to the Order's fields (a new field needs a
+# case here, so the seal cannot silently leave it out).
+SEALED_CHANGES: dict[str, Any] = {
+    "client_id": "app-1-999",
+    "symbol": BTC,
+    "side": Side.SELL,
+    "type": OrderType.LIMIT,
+    "qty": Decimal(2501),
+    "price": Decimal("7.5"),
+    "reduce_only": True,
+    "stop_price": None,
+    "take_profit": Decimal("7.673"),
+    "ts_created_ns": 1,
+    "model_version": "another-model",
+    "purpose": "kill",
+}
+
+
+def test_the_seal_cases_name_every_order_field() -> None:
+    names = {f.name for f in dataclasses.fields(Order)} - {"seal"}
+    assert set(SEALED_CHANGES) == names
+
+
+@pytest.mark.parametrize("name", sorted(SEALED_CHANGES))
+def test_a_seal_covers_each_field(clock: ManualClock, name: str) -> None:
     g = gate(clock)
     order = _approved(g.check(intent(clock), context(flat_account(clock)))).order
-    for change in (
-        {"qty": order.qty + 1},
-        {"side": Side.SELL},
-        {"price": Decimal("7.5")},
-        {"reduce_only": True},
-        {"stop_price": None},
-        {"client_id": "app-1-999"},
-    ):
-        assert not g.verify(dataclasses.replace(order, **change))
+    assert g.verify(order)
+    assert getattr(order, name) != SEALED_CHANGES[name]  # the case really changes the field
+    assert not g.verify(dataclasses.replace(order, **{name: SEALED_CHANGES[name]}))
+
+
+def test_a_seal_belongs_to_one_gate(clock: ManualClock) -> None:
+    order = _approved(gate(clock).check(intent(clock), context(flat_account(clock)))).order
     assert not gate(clock).verify(order)  # another gate, another key
 
 

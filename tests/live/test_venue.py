@@ -3,13 +3,16 @@ resolved by query with no duplicate, protective stops on the exchange."""
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from app.clock import SystemClock
 from app.engine.orders import OrderStatus
 from app.engine.risk import RiskEvent, RiskGate, recent_risk_events, record_risk_event
-from app.live.client import RestExchange
+from app.live.client import Params, RestExchange
 from app.live.journal import OrderJournal
 from app.live.settings import LiveConfig
 from app.live.signing import Credentials
@@ -37,6 +40,36 @@ async def _venue(
     return venue
 
 
+@dataclass(frozen=True)
+class SeenAtRequest:
+    """What another reader of ``orders.db`` found at the moment a request was about to leave."""
+
+    client_id: str
+    row: dict[str, Any] | None
+
+
+class JournalWitnessExchange(RestExchange):
+    """The real REST client, plus a witness: when ``new_order`` is called it opens
+    ``orders.db`` read-only (another connection, as a restart would) and notes the order's row
+    before the request is sent."""
+
+    def __init__(self, orders_db: Path, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.orders_db = orders_db
+        self.seen: list[SeenAtRequest] = []
+
+    async def new_order(self, params: Params) -> dict[str, Any]:
+        client_id = str(params["newClientOrderId"])
+        conn = sqlite3.connect(f"file:{self.orders_db}?mode=ro", uri=True)
+        try:
+            conn.row_factory = sqlite3.Row
+            row = conn.execute("SELECT * FROM orders WHERE client_id = ?", (client_id,)).fetchone()
+        finally:
+            conn.close()
+        self.seen.append(SeenAtRequest(client_id, None if row is None else dict(row)))
+        return await super().new_order(params)
+
+
 async def test_intent_is_committed_before_the_request_and_stops_follow_the_fill(
     live_sim: SimHandle,
     client: RestExchange,
@@ -44,12 +77,29 @@ async def test_intent_is_committed_before_the_request_and_stops_follow_the_fill(
     gate: RiskGate,
     clock: SystemClock,
 ) -> None:
-    venue = await _venue(client, journal, gate, clock)
-    filters = await filters_of(client)
-    order = entry(gate, filters, await mark_price(client), "0.010")
-    assert order.client_id == "app-1-1"  # the gate's id space, sent as newClientOrderId
-    update = await venue.place(order, "model signal")
+    witness = JournalWitnessExchange(
+        journal.path, live_sim.rest_url, Credentials(KEY, SECRET), FAST, clock
+    )
+    try:
+        await witness.sync_time()
+        venue = await _venue(witness, journal, gate, clock)
+        filters = await filters_of(client)
+        order = entry(gate, filters, await mark_price(client), "0.010")
+        assert order.client_id == "app-1-1"  # the gate's id space, sent as newClientOrderId
+        update = await venue.place(order, "model signal")
+    finally:
+        await witness.aclose()
     assert update.status is OrderStatus.FILLED
+    # Each of the three requests (entry, stop, take-profit) found its intent committed.
+    ids = [order.client_id, f"{order.client_id}-sl", f"{order.client_id}-tp"]
+    assert [s.client_id for s in witness.seen] == ids
+    for seen in witness.seen:
+        assert seen.row is not None, f"{seen.client_id}: no committed intent at request time"
+        assert (seen.row["stage"], seen.row["status"], seen.row["order_id"]) == ("intent", "", None)
+    first = witness.seen[0].row
+    assert first is not None
+    assert (first["symbol"], first["side"], first["qty"]) == (SYMBOL, "BUY", "0.010")
+    assert (first["reason"], first["stop_price"]) == ("model signal", str(order.stop_price))
     kinds = [e["kind"] for e in await journal.events(order.client_id)]
     assert kinds[0] == "intent" and "response" in kinds
     row = await journal.order(order.client_id)
@@ -182,5 +232,10 @@ async def test_halted_venue_refuses_entries_but_not_exits(
     assert accepted.status is OrderStatus.NEW
     await venue.drain()
     row = await journal.order(exit_order.client_id)
-    # Reduce-only with no position: the exchange expires it, but it went out.
-    assert row is not None and row["stage"] in ("done", "rejected")
+    # Reduce-only with no position: it went out, and the exchange refused it (-2022).
+    assert row is not None
+    assert (row["stage"], row["status"]) == ("rejected", "REJECTED")
+    assert "-2022" in row["detail"]
+    assert [e["kind"] for e in await journal.events(exit_order.client_id)] == [
+        "intent", "rejected"
+    ]  # fmt: skip
