@@ -64,7 +64,12 @@ class FeedConfig:
     # keeps a full book synced from REST snapshots (Binance's documented procedure).
     depth_mode: str = "partial"
     depth_levels: int = 20
+    # A stream silent this long is reconnected.
     stale_after_s: float = 10.0
+    # Entries stop while a symbol's book or mark stream is silent this long, or its trades this
+    # long (trades may pause in a quiet market); they resume when messages flow again.
+    halt_after_s: float = 5.0
+    halt_trades_after_s: float = 60.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     ping_interval_s: float = 20.0
@@ -91,6 +96,9 @@ class StoreConfig:
     # Recording stops (and an alarm is raised) when free space drops below this, so the trading
     # database always has room to write.
     min_free_bytes: int = 512 * 1024 * 1024
+    # Space held back beside the trading database and given to it when the disk is full, so that
+    # the kill switch and the breakers can still be saved (re-made when space returns).
+    trading_reserve_bytes: int = 8 * 1024 * 1024
     # Optional page budget for the market-data database (0 = unlimited). Tests use it to make
     # SQLite itself report "database or disk is full".
     max_page_count: int = 0

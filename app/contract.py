@@ -240,12 +240,27 @@ class LiveStatus(Result, frozen=True):
     stream_connected: bool = False
 
 
+class Blocker(Result, frozen=True):
+    """One reason new entries cannot go now (``app.engine.halts``); exits are never blocked."""
+
+    code: str  # paused, kill_switch, drawdown, daily_loss, cooldown, live_halted, clock_offset,
+    # db_write, stale_feed, warming
+    message: str
+    symbol: str = ""
+    ts_since_ns: int = 0
+    # Time until it ends by itself, when it does (a cooldown, the UTC day); None: until cleared.
+    seconds_left: float | None = None
+
+
 class Status(Result, frozen=True):
     """``status``: what the engine is doing, for ``ctl``, the dashboard and the Mode page."""
 
     mode: Literal["paper", "live"]
     state: Literal["running", "paused", "halted"]
     halt_reason: str
+    # Can it open a position now? If not, ``blockers`` says why (all of them, each with its reason).
+    trading: bool
+    blockers: list[Blocker]
     equity: Decimal
     realized: Decimal
     unrealized: Decimal
@@ -322,6 +337,9 @@ class KillResult(Result, frozen=True):
     state: Literal["running", "paused", "halted"]
     reason: str
     flatten_orders: int
+    # False when the kill switch could not be saved (it holds in memory until a restart).
+    persisted: bool = True
+    warning: str = ""
 
 
 class BackupDone(Result, frozen=True):

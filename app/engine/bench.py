@@ -180,7 +180,7 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         None,  # type: ignore[arg-type]
         filters,
         books,
-        lambda: True,
+        lambda symbol: "",
         decide_every_event=ns.decide == "event",
     )
     market_ref: list[MarketData] = []

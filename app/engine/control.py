@@ -185,14 +185,12 @@ class ControlServer:
             job_id = self._supervisor.start_job(cmd, lambda: self._run_job(who, command, args))
             started = contract.JobStarted(job=job_id)
             if spec.changes:
-                plain = contract.to_builtins(started)
-                await self._journal(who, cmd, contract.to_builtins(args), True, plain)
+                await self._journal_safely(who, cmd, args, True, started)
             await self._reply(writer, req_id, True, started)
             return
         ok, result = await self._run(command, args)
         if spec.changes:
-            plain = contract.to_builtins(result)
-            await self._journal(who, cmd, contract.to_builtins(args), ok, plain)
+            await self._journal_safely(who, cmd, args, ok, result)
         await self._reply(writer, req_id, ok, result)
 
     async def _run(self, command: Command, args: Any) -> tuple[bool, Any]:
@@ -202,13 +200,22 @@ class ControlServer:
             return False, str(exc)
         except (KeyError, TypeError, ValueError) as exc:
             return False, f"bad arguments: {exc}"
+        except Exception as exc:  # a caller always gets an answer; the log keeps the trace
+            log.exception("control: %s failed", command.spec.name)
+            return False, f"{command.spec.name} failed: {type(exc).__name__}: {exc}"
+
+    async def _journal_safely(self, who: str, cmd: str, args: Any, ok: bool, result: Any) -> None:
+        """Journal, or say in the log why not: a full disk must not swallow the reply."""
+        try:
+            plain = contract.to_builtins(result)
+            await self._journal(who, cmd, contract.to_builtins(args), ok, plain)
+        except Exception as exc:
+            log.error("control: %s by %s not journalled: %s", cmd, who, exc)
 
     async def _run_job(self, who: str, command: Command, args: Any) -> Any:
         ok, result = await self._run(command, args)
         if command.spec.changes:
-            name = command.spec.name + ":done"
-            plain = contract.to_builtins(result)
-            await self._journal(who, name, contract.to_builtins(args), ok, plain)
+            await self._journal_safely(who, command.spec.name + ":done", args, ok, result)
         if not ok:
             raise ApplianceError(str(result))
         # The job keeps plain data: job.status sends it as the command's result type.

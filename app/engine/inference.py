@@ -428,6 +428,11 @@ class WindowBuffer:
         """True when the last ``window`` rows are all complete."""
         return self._complete >= self.window
 
+    @property
+    def filled(self) -> int:
+        """Complete rows in a row, up to ``window`` (the warm-up's progress)."""
+        return min(self._complete, self.window)
+
     def view(self) -> Window:
         """The last ``window`` rows, oldest first: the buffer itself, updated in place by
         :meth:`push` (copy it to keep a window)."""

@@ -25,6 +25,7 @@ from app.clock import Clock
 from app.config import AppConfig
 from app.engine import gcpolicy, orders, portfolio, risk
 from app.engine.control import ControlServer, Handlers
+from app.engine.halts import Halts, LiveView, Probes
 from app.engine.inference import InferenceSlot
 from app.engine.latency import LatencyRing
 from app.engine.market_data import MarketData
@@ -65,7 +66,12 @@ class Engine:
         self.notifier = notifier or Notifier()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o750)  # noqa: S103 - owner and group only, by design
-        self.db = DbWriter(cfg.trading_db, schema.TRADING_MIGRATIONS, synchronous="FULL")
+        self.db = DbWriter(
+            cfg.trading_db,
+            schema.TRADING_MIGRATIONS,
+            synchronous="FULL",
+            reserve_bytes=cfg.store.trading_reserve_bytes,
+        )
         # Saved runtime settings sit between the environment and the CLI's flags.
         cfg, self._settings_problems = config.with_saved(cfg, load_saved(self.db))
         self.cfg = cfg
@@ -107,10 +113,25 @@ class Engine:
             self.venue,
             self.filters,
             self.market.books,
-            lambda: self.state.trading_allowed and not self.live.halted,
+            # Late-bound: the halts are built after the trader, whose warm-up they read.
+            lambda symbol: self.halts.entry_block_for(symbol),  # noqa: PLW0108
         )
         self.live = build_live(
             cfg, clock, self.gate, self.filters, self.db.submit, self._on_mode, cfg.live
+        )
+        self.halts = Halts(
+            cfg,
+            clock,
+            Probes(
+                state=self.state,
+                gate=self.gate,
+                feed=self.market.health,
+                live=self._live_view,
+                warmup=self.trader.warmup,
+                db_failing=lambda: self.db.last_error if self.db.failing else "",
+            ),
+            self._alarm,
+            self._clear_alarm,
         )
         self.settings = RuntimeSettings(
             cfg, clock, self.db, self.slot, self.filters, self._settings_applied, self._restart
@@ -145,6 +166,12 @@ class Engine:
         """The live side switched mode: the trader sends orders to the venue now in force."""
         self.state.mode = mode
         self.trader.attach(self.gate, venue if venue is not None else self.venue, self.market.books)
+
+    def _live_view(self) -> LiveView | None:
+        venue, session = self.live.venue, self.live.session
+        if venue is None or session is None:
+            return None
+        return LiveView(venue.halted, venue.halt_reason, session.client.offset_ms)
 
     def _settings_applied(self, cfg: AppConfig) -> None:
         self.cfg = cfg
@@ -210,6 +237,10 @@ class Engine:
         now = self.clock.time_ns()
         await self.db.call(lambda c: trading.raise_alarm(c, kind, message, now))
 
+    async def _clear_alarm(self, kind: str) -> None:
+        now = self.clock.time_ns()
+        await self.db.call(lambda c: trading.clear_alarm(c, kind, now))
+
     # -- control commands ----------------------------------------------------------------------
 
     def _handlers(self) -> Handlers:
@@ -242,7 +273,10 @@ class Engine:
         venue = self._venue_now
         account = venue.snapshot()
         blocked = self.gate.blocked(self.clock.time_ns())
+        blockers = self.halts.evaluate(self.clock.time_ns())  # now, not as of the last step
         return contract.Status(
+            trading=not blockers,
+            blockers=blockers,
             equity=account.equity,
             realized=account.realized,
             unrealized=account.unrealized,
@@ -310,6 +344,7 @@ class Engine:
 
     async def _pause(self, args: contract.NoArgs) -> contract.EngineStateResult:
         self.state.paused = True
+        self.halts.refresh()
         await self._set_flags()
         return contract.EngineStateResult(state=self.state.label)
 
@@ -319,20 +354,38 @@ class Engine:
         await self.live.resume()
         self.state.paused = self.state.halted = False
         self.state.halt_reason = ""
+        self.halts.refresh()
         await self._set_flags()
         return contract.EngineStateResult(state=self.state.label)
 
     async def _kill(self, args: contract.KillArgs) -> contract.KillResult:
+        """Halt and flatten at once (in memory), then save the kill switch before answering."""
         reason = args.reason
+        self.state.halted = True
+        self.state.halt_reason = reason
         if self.live.mode == "live":
             updates = await self.live.kill(reason)
         else:
             updates = kill_switch(self.gate, self.venue, reason)
-        self.state.halted = True
-        self.state.halt_reason = reason
-        await self._set_flags()
+        warning = ""
+        self.halts.refresh()
+        try:
+            now = self.clock.time_ns()
+            state = self.gate.state
+            await self.db.call(lambda c: risk.save_breaker_state(c, state, now))
+            await self._set_flags()
+        except Exception as exc:  # the halt holds in memory whatever the disk says
+            warning = (
+                f"halted and flattening, but the kill switch could not be saved ({exc}): "
+                "it holds until the engine restarts; free disk space and kill again"
+            )
+            log.error("kill: %s", warning)
         return contract.KillResult(
-            state=self.state.label, reason=reason, flatten_orders=len(updates)
+            state=self.state.label,
+            reason=reason,
+            flatten_orders=len(updates),
+            persisted=not warning,
+            warning=warning,
         )
 
     async def _backup_now(self, args: contract.NoArgs) -> contract.BackupDone:
@@ -432,6 +485,7 @@ class Engine:
             last = await self.db.call(lambda c: trading.get_setting(c, "backup.trading.last_day"))
             if last != today:
                 self._tracked_job("backup.trading", self._backup_trading)
+            await asyncio.to_thread(self.db.ensure_reserve)
             await asyncio.to_thread(
                 backup.prune,
                 self.cfg.backup_dir,
@@ -469,6 +523,11 @@ class Engine:
         self._stop = stop
         for message in self._settings_problems:
             await self._alarm("settings", message)
+        # Alarms left open by the last run are judged again, not trusted.
+        open_kinds = [a["kind"] for a in await self.db.call(trading.open_alarms)]
+        self.halts.take_over(open_kinds)
+        if "disk_full" in open_kinds:
+            self.recorder.alarm_open()  # cleared by the recorder's next commit
         flags = await self.db.call(lambda c: trading.get_setting(c, "engine.flags", {}))
         self.state.paused = bool(flags.get("paused", False))
         self.state.halted = bool(flags.get("halted", False))
@@ -482,6 +541,7 @@ class Engine:
         sup.add("live", self.live.run)
         sup.add("recorder_flush", self._flush_loop)
         sup.add("housekeeping", self._housekeeping)
+        sup.add("halts", self.halts.run)
         for _ in range(100):
             if self.cfg.control_socket.exists():
                 break

@@ -105,7 +105,7 @@ class Trader:
         venue: Venue,
         filters: Mapping[str, SymbolFilters],
         books: Mapping[str, OrderBook],
-        allowed: Callable[[], bool],
+        blocked: Callable[[str], str],
         *,
         decide_every_event: bool = False,
     ) -> None:
@@ -119,7 +119,8 @@ class Trader:
         self._venue = venue
         self._filters = filters
         self._books = books
-        self._allowed = allowed
+        # Symbol -> "" when entries may go, else the blocking condition's code (app.engine.halts).
+        self._blocked = blocked
         self._generation = -1
         self._state: dict[str, _Symbol] = {}
         self.stats = TraderStats()
@@ -243,9 +244,10 @@ class Trader:
         direction: Direction,
         confidence: float,
     ) -> str:
-        if not self._allowed():
-            self.stats.skip("paused")
-            return "paused"
+        block = self._blocked(symbol)
+        if block == "paused":  # the operator's pause stops every decision, closes included
+            self.stats.skip(block)
+            return block
         if state.atr_value is None or state.atr_value <= 0:
             self.stats.skip("atr warming")
             return "atr warming"
@@ -268,6 +270,9 @@ class Trader:
                 venue.submit(exit_order)
                 self.stats.orders += 1
             return "close"
+        if block:  # a halt stops entries; the close above (reduce-only) stays allowed
+            self.stats.skip(block)
+            return block
         price = Decimal(best_ask[0] if side is Side.BUY else best_bid[0])
         intent = Intent(
             symbol=symbol,
@@ -293,6 +298,29 @@ class Trader:
         if state is None or not state.last.ts_ms:
             return None
         return replace(state.last)
+
+    def warmup(self) -> dict[str, str]:
+        """Per symbol, "" when the model can decide for it, else what it still waits for."""
+        model = self._slot.model
+        out: dict[str, str] = {}
+        for symbol in self.symbols:
+            if model is None:
+                out[symbol] = "no model loaded"
+                continue
+            if self._generation != self._slot.generation:
+                out[symbol] = "switching models"
+                continue
+            state = self._state.get(symbol)
+            if state is None:
+                out[symbol] = f"{model.contract.model_version} does not trade {symbol}"
+            elif not state.window.ready:
+                window = state.window
+                out[symbol] = f"window {window.filled}/{window.window} bars"
+            elif state.atr_value is None:
+                out[symbol] = "1-minute ATR warming"
+            else:
+                out[symbol] = ""
+        return out
 
     def status(self) -> dict[str, object]:
         s = self.stats

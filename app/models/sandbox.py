@@ -104,7 +104,7 @@ def make_sandbox(
     books: Mapping[str, OrderBook],
     paper: PaperConfig | None = None,
     risk: RiskConfig | None = None,
-    allowed: Callable[[], bool] = lambda: True,
+    blocked: Callable[[str], str] = lambda symbol: "",
 ) -> Sandbox:
     """A fresh sandbox for ``model`` on ``symbols`` (books are read, never changed)."""
     gate = RiskGate(risk or RiskConfig(), clock, ClientOrderIds(SANDBOX_BOOT))
@@ -114,7 +114,7 @@ def make_sandbox(
         paper, clock, gate, Portfolio(paper.initial_balance), filters, listener=tally
     )
     slot = InferenceSlot(model, symbols=symbols)
-    trader = Trader(symbols, clock, slot, gate, exchange, filters, books, allowed)
+    trader = Trader(symbols, clock, slot, gate, exchange, filters, books, blocked)
     return Sandbox(trader, exchange, gate, slot, tally, model)
 
 

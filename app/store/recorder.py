@@ -153,6 +153,10 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
+    def alarm_open(self) -> None:
+        """A ``disk_full`` alarm from an earlier run is still open: the next commit clears it."""
+        self._alarm_up = True
+
     def stop(self, timeout: float = 10.0) -> None:
         """Flush what is buffered, let the writer drain its queue, and close the file."""
         self.flush()

@@ -145,27 +145,24 @@ def test_dashboard_shows_engine_state_and_feed_health(stack: dict[str, Any], pag
     no_csp_violations(page)
 
 
-def test_kill_switch_with_password_and_resume(stack: dict[str, Any], page: Any) -> None:
+def test_kill_switch_is_one_tap_and_resume(stack: dict[str, Any], page: Any) -> None:
     ensure_password(stack)
     panel: PanelHandle = stack["panel"]
     sock = stack["data"] / "control.sock"
     log_in(page, panel)
     page.goto(panel.base_url + "/mode")
-    page.get_by_label("Reason").fill("browser test")
-    page.locator("#kill-password").fill("wrong password")
-    page.get_by_role("button", name="Kill").click()
-    page.locator("#mode-outcome .failed").wait_for()
-    assert "wrong password" in page.locator("#mode-outcome").inner_text()
-    assert ctl.request(sock, "status")["result"]["state"] != "halted"
-    page.locator("#kill-password").fill(PASSWORD)
+    assert page.locator("#kill-form input[type=password]").count() == 0
+    page.get_by_label("Reason (optional)").fill("browser test")
     page.get_by_role("button", name="Kill").click()
     page.locator("#mode-outcome .ok").wait_for()
     assert "halted" in page.locator("#mode-outcome").inner_text()
     status = ctl.request(sock, "status")["result"]
     assert status["state"] == "halted" and status["halt_reason"] == "browser test"
+    assert not status["trading"] and status["blockers"][0]["code"] == "kill_switch"
     shot(page, "mode-killed")
     page.goto(panel.base_url + "/")
     assert page.locator("#engine-state").inner_text().startswith("halted")
+    assert "kill switch: browser test" in page.locator("#trading-now").inner_text()
     page.goto(panel.base_url + "/mode")
     page.get_by_role("button", name="Resume").click()
     page.locator("#mode-outcome .ok").wait_for()

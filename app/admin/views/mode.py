@@ -1,5 +1,5 @@
 """Mode: paper ↔ live behind guard rails (preflight checklist, typed confirmation, password),
-the kill switch (password) and resume/pause."""
+the kill switch (one tap) and resume/pause."""
 
 from __future__ import annotations
 
@@ -83,19 +83,18 @@ async def go_paper(request: Request) -> Response:
 
 
 async def kill(request: Request) -> Response:
+    """One tap: cutting risk is always allowed to a logged-in session (its CSRF token is checked
+    by the gate); only going live and deleting a model ask for the password again."""
     form = await form_dict(request)
     outcome: dict[str, Any] = {"action": "kill switch"}
-    problem = await check_password(request, form.get("password", ""))
-    if problem:
-        outcome.update(ok=False, error=problem)
-        return await _outcome(request, outcome, 403)
     reason = form.get("reason", "").strip()[:200] or "kill switch (panel)"
     reply = await command(request, contract.KILL, contract.KillArgs(reason=reason))
     outcome.update(ok=reply.ok, error=reply.error)
     if reply.result is not None:
-        outcome["message"] = (
-            f"halted ({reply.result.reason}); {reply.result.flatten_orders} orders to flatten"
-        )
+        r = reply.result
+        outcome["message"] = f"halted ({r.reason}); {r.flatten_orders} orders to flatten"
+        if r.warning:
+            outcome["message"] += f". {r.warning}"
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
