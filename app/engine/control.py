@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,14 @@ log = logging.getLogger(__name__)
 JournalFn = Callable[[str, str, dict[str, Any], bool, Any], Awaitable[None]]
 
 MAX_REQUEST_BYTES = 64 * 1024
+# A request nests a few levels (settings.set's risk limits: 3); anything deeper is refused before
+# the JSON parser recurses into it.
+MAX_NESTING = 16
+# Numbers longer than this are refused before Python turns them into (slow, unbounded) integers.
+MAX_NUMBER_DIGITS = 40
+# A connection that sends nothing for this long is closed (clients send one request and wait).
+IDLE_TIMEOUT_S = 60.0
+_NUMBER = re.compile(rb"[-+]?\d[\d.eE+-]*")
 _PEERCRED = struct.Struct("3i")
 
 
@@ -122,7 +131,9 @@ class ControlServer:
                 return
             while True:
                 try:
-                    line = await reader.readline()
+                    line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
+                except TimeoutError:
+                    return
                 except (ValueError, asyncio.LimitOverrunError):
                     await self._reply(
                         writer, None, False, f"request over {MAX_REQUEST_BYTES} bytes"
@@ -152,9 +163,13 @@ class ControlServer:
         return None
 
     async def _handle(self, writer: asyncio.StreamWriter, line: bytes, uid: int) -> None:
+        problem = _shape_problem(line)
+        if problem:
+            await self._reply(writer, None, False, f"malformed request: {problem}")
+            return
         try:
             request = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
             await self._reply(writer, None, False, f"malformed request: not JSON ({exc})")
             return
         if not isinstance(request, dict):
@@ -250,3 +265,30 @@ class ControlServer:
         body["result" if ok else "error"] = payload
         writer.write(contract.encode(body) + b"\n")
         await writer.drain()
+
+
+def _shape_problem(line: bytes) -> str:
+    """Why ``line`` is refused before parsing: nesting or numbers beyond any real request."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_NESTING:
+                return f"nested deeper than {MAX_NESTING} levels"
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    outside = re.sub(rb'"(?:[^"\\]|\\.)*"', b'""', line)  # numbers inside strings are text
+    if any(len(m) > MAX_NUMBER_DIGITS for m in _NUMBER.findall(outside)):
+        return f"a number longer than {MAX_NUMBER_DIGITS} characters"
+    return ""

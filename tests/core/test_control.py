@@ -292,3 +292,29 @@ def test_every_contract_spec_is_well_formed() -> None:
         contract.MODEL_VALIDATE,
         contract.MODEL_ADD,
     ]
+
+
+async def test_deep_nesting_and_huge_numbers_get_an_error_reply(
+    server: tuple[Path, Journal],
+) -> None:
+    path, journal = server
+    deep = b'{"id": 1, "cmd": "echo", "args": {"x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}\n"
+    huge = b'{"id": 2, "cmd": "echo", "args": {"x": ' + b"9" * 60_000 + b"}}\n"
+    replies = await _raw(path, deep + huge + b'{"id": 3, "cmd": "echo", "args": {"x": 5}}\n')
+    assert [r["ok"] for r in replies] == [False, False, True]
+    assert replies[0]["error"] == "malformed request: nested deeper than 16 levels"
+    assert replies[1]["error"] == "malformed request: a number longer than 40 characters"
+    assert [j[1] for j in journal] == ["echo"]  # only the sound request ran
+
+
+async def test_idle_connections_are_closed(
+    server: tuple[Path, Journal], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.engine import control
+
+    monkeypatch.setattr(control, "IDLE_TIMEOUT_S", 0.2)
+    path, _ = server
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    async with asyncio.timeout(5):  # closed by the server, long before this
+        assert await reader.read() == b""
+    writer.close()
