@@ -285,13 +285,6 @@ class EngineReader:
 
         return self._query(q, [])
 
-    def breaker_state(self) -> dict[str, Any] | None:
-        def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            r = conn.execute("SELECT state FROM breaker_state WHERE id = 1").fetchone()
-            return dict(json.loads(r[0])) if r else None
-
-        return self._query(q, None)
-
     def journal(self, limit: int = 30) -> list[dict[str, Any]]:
         return self._query(
             lambda c: [

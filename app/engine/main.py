@@ -117,8 +117,10 @@ class Engine:
             lambda symbol: self.halts.entry_block_for(symbol),  # noqa: PLW0108
         )
         self.live = build_live(
-            cfg, clock, self.gate, self.filters, self.db.submit, self._on_mode, cfg.live
-        )
+            cfg, clock, self.gate, self.filters, self.db.submit, self._on_mode, cfg.live,
+            breakers=lambda mode: self.db.call(lambda c: risk.load_breaker_state(c, mode)),
+            paper_equity=lambda: self.venue.snapshot().equity,
+        )  # fmt: skip
         self.halts = Halts(
             cfg,
             clock,
@@ -152,7 +154,8 @@ class Engine:
             cfg.risk,
             clock,
             orders.ClientOrderIds(boot),
-            state=db.call_sync(risk.load_breaker_state),
+            # Paper's until a live session is restored: the trader starts on the paper venue.
+            state=db.call_sync(lambda c: risk.load_breaker_state(c, risk.PAPER)),
             on_event=on_event,
             on_state=on_state,
         )

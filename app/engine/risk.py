@@ -7,6 +7,12 @@ and a message). Every rejection and every breaker trip is handed to ``on_event``
 handed to ``on_state`` (persisted in ``breaker_state`` and given back to the constructor after a
 restart).
 
+Paper and live keep separate breakers: each :class:`BreakerState` belongs to one mode and is
+persisted under it. :meth:`RiskGate.switch_mode` swaps in the other mode's state (or, the first
+time, a fresh one whose baselines are that mode's equity), so a paper peak never trips a live
+drawdown and live losses never reach paper. Only the kill switch crosses over: it is the
+operator's "stop everything".
+
 Sizing, for an entry of side *s* at price *P* with the model's win probability *p*:
 
 - stop distance ``d = ATR × atr_stop_mult``; take-profit at ``ATR × atr_take_profit_mult``, so the
@@ -68,6 +74,8 @@ from app.engine.portfolio import AccountSnapshot, TradeClosed
 from app.engine.rest import SymbolFilters
 
 DAY_NS = 86_400 * 1_000_000_000
+PAPER, LIVE = "paper", "live"
+MODES = (PAPER, LIVE)
 _CONFIDENCE_QUANTUM = Decimal("0.000001")
 
 
@@ -118,10 +126,10 @@ Decision: TypeAlias = Approved | Rejected
 
 @dataclass(frozen=True, slots=True)
 class RiskEvent:
-    """A rejection, a breaker trip, a kill or a resume: one row of ``risk_events``."""
+    """A rejection, a breaker trip, a kill, a resume or a mode switch: a ``risk_events`` row."""
 
     ts_ns: int
-    kind: str  # "rejected", "breaker", "kill", "resume"
+    kind: str  # "rejected", "breaker", "kill", "resume", "mode"
     code: str
     symbol: str
     message: str
@@ -130,8 +138,10 @@ class RiskEvent:
 
 @dataclass(frozen=True, slots=True)
 class BreakerState:
-    """Everything the breakers remember; persisted so that a restart changes nothing."""
+    """Everything the breakers of one mode remember; persisted (under ``mode``) so that a restart
+    changes nothing."""
 
+    mode: str = PAPER
     killed: bool = False
     kill_reason: str = ""
     drawdown_tripped: bool = False
@@ -157,9 +167,11 @@ class BreakerState:
         return json.dumps(doc, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> BreakerState:
+    def from_json(cls, text: str, mode: str = PAPER) -> BreakerState:
+        """The state saved by :meth:`to_json` (the mode is its row's key, not part of the text)."""
         doc: dict[str, Any] = json.loads(text)
         return cls(
+            mode=mode,
             killed=bool(doc["killed"]),
             kill_reason=str(doc["kill_reason"]),
             drawdown_tripped=bool(doc["drawdown_tripped"]),
@@ -213,6 +225,11 @@ class RiskGate:
     @property
     def state(self) -> BreakerState:
         return self._state
+
+    @property
+    def mode(self) -> str:
+        """The mode whose breakers are in force ("paper" or "live")."""
+        return self._state.mode
 
     # -- seals ---------------------------------------------------------------------------------
 
@@ -378,6 +395,32 @@ class RiskGate:
                 peak_equity=equity,
             )
         )
+
+    def switch_mode(self, mode: str, state: BreakerState | None, equity: Decimal) -> None:
+        """Trade under ``mode``'s breakers from now on: its saved ``state``, or (None: the first
+        time in that mode) a fresh state whose day start and peak are ``equity``.
+
+        The kill switch carries over; the day start, peak, daily-loss day, drawdown, losing streak
+        and cooldown are the mode's own. Nothing happens when ``mode`` is already in force.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if state is not None and state.mode != mode:
+            raise ValueError(f"the {state.mode} breakers cannot serve {mode} mode")
+        current = self._state
+        if mode == current.mode:
+            return
+        if state is None:
+            day = self._clock.time_ns() // DAY_NS
+            state = BreakerState(mode, day=day, day_start_equity=equity, peak_equity=equity)
+        self._event(
+            "mode",
+            "mode",
+            f"{current.mode} -> {mode}: day start {state.day_start_equity}, "
+            f"peak {state.peak_equity}",
+            equity=str(equity),
+        )
+        self._set(replace(state, killed=current.killed, kill_reason=current.kill_reason))
 
     def blocked(self, ts_ns: int) -> tuple[RejectCode, str] | None:
         """Which breaker stops entries at ``ts_ns``, or None."""
@@ -605,19 +648,39 @@ def _brackets(
 
 
 def save_breaker_state(conn: sqlite3.Connection, state: BreakerState, ts_ns: int) -> None:
-    """Persist the breakers (one row, replaced)."""
+    """Persist the breakers under their own mode (one row per mode, replaced): a state can
+    never land in the other mode's row.
+
+    The kill switch is one for every mode: the other modes' rows take its value in the same
+    transaction, so whichever mode an engine restarts in, a kill still holds (and a resume is
+    not undone by an older kill left in the other row).
+    """
     with transaction(conn):
-        conn.execute(
-            "INSERT INTO breaker_state (id, ts_ns, state) VALUES (1, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET ts_ns = excluded.ts_ns, state = excluded.state",
-            (ts_ns, state.to_json()),
-        )
+        _upsert_breakers(conn, state, ts_ns)
+        for mode in MODES:
+            other = load_breaker_state(conn, mode)  # this mode's own row: just written, equal
+            if other is not None and _kill_of(other) != _kill_of(state):
+                other = replace(other, killed=state.killed, kill_reason=state.kill_reason)
+                _upsert_breakers(conn, other, ts_ns)
 
 
-def load_breaker_state(conn: sqlite3.Connection) -> BreakerState | None:
-    """The persisted breakers, or None on a fresh database."""
-    row = conn.execute("SELECT state FROM breaker_state WHERE id = 1").fetchone()
-    return BreakerState.from_json(row[0]) if row else None
+def _kill_of(state: BreakerState) -> tuple[bool, str]:
+    return state.killed, state.kill_reason
+
+
+def _upsert_breakers(conn: sqlite3.Connection, state: BreakerState, ts_ns: int) -> None:
+    conn.execute(
+        "INSERT INTO breaker_state (mode, ts_ns, state) VALUES (?, ?, ?) "
+        "ON CONFLICT (mode) DO UPDATE SET ts_ns = excluded.ts_ns, state = excluded.state",
+        (state.mode, ts_ns, state.to_json()),
+    )
+
+
+def load_breaker_state(conn: sqlite3.Connection, mode: str = PAPER) -> BreakerState | None:
+    """``mode``'s persisted breakers, or None when that mode never had any (a fresh database,
+    or the first time live)."""
+    row = conn.execute("SELECT state FROM breaker_state WHERE mode = ?", (mode,)).fetchone()
+    return BreakerState.from_json(row[0], mode) if row else None
 
 
 def record_risk_event(conn: sqlite3.Connection, event: RiskEvent) -> int:
@@ -642,7 +705,8 @@ def persisting(
     submit: Submit, clock: Clock
 ) -> tuple[Callable[[RiskEvent], None], Callable[[BreakerState], None]]:
     """``on_event`` and ``on_state`` callbacks for :class:`RiskGate` that persist through
-    ``submit`` (``DbWriter.submit``: the gate never waits for the disk)."""
+    ``submit`` (``DbWriter.submit``: the gate never waits for the disk); each state is saved
+    under its own mode, the one in force when it changed."""
 
     def on_event(event: RiskEvent) -> None:
         submit(lambda conn: record_risk_event(conn, event))

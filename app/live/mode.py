@@ -13,6 +13,9 @@
   stops included) or ``flatten`` (cancel, then close every position with reduce-only market
   orders).
 * The kill switch, in live mode, cancels every open order and flattens on the exchange.
+* The risk gate keeps each mode's breakers apart (:meth:`~app.engine.risk.RiskGate.switch_mode`):
+  before the live venue takes an order the gate holds the live breakers (saved ones, or fresh
+  ones from the exchange's wallet); back in paper it holds paper's again, from before going live.
 
 :class:`LiveController` owns the live session (client, venue, user stream, reconciliation loop);
 ``on_change(mode, venue)`` tells the engine which venue the trader should use (None: paper).
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -38,10 +41,10 @@ from app.engine.control import Handlers
 from app.engine.orders import OrderUpdate, Submit
 from app.engine.portfolio import AccountSnapshot, Portfolio
 from app.engine.rest import SymbolFilters, parse_symbol_filters
-from app.engine.risk import RiskEvent, RiskGate, record_risk_event
+from app.engine.risk import LIVE, PAPER, BreakerState, RiskEvent, RiskGate, record_risk_event
 from app.errors import ControlError, LiveModeError
 from app.live import keys
-from app.live.client import RestExchange
+from app.live.client import ExchangeClient, RestExchange, dec
 from app.live.journal import OrderJournal
 from app.live.preflight import PreflightResult, run_preflight
 from app.live.reconcile import ReconcileReport, reconcile
@@ -52,11 +55,13 @@ from app.live.venue import LiveVenue
 
 log = logging.getLogger(__name__)
 
-PAPER, LIVE = "paper", "live"
 PREFLIGHT_VALID_S = 600
 EXIT_POLICIES = ("keep", "cancel", "flatten")
 
 OnChange = Callable[[str, LiveVenue | None], None]
+# A mode's saved breakers (None: that mode never had any), e.g. ``load_breaker_state`` via the
+# trading database's writer.
+LoadBreakers = Callable[[str], Awaitable[BreakerState | None]]
 
 
 @dataclass
@@ -79,7 +84,11 @@ class LiveSession:
 
 
 class LiveController:
-    """The mode, the live session, and the commands that change them."""
+    """The mode, the live session, and the commands that change them.
+
+    With ``breakers`` and ``paper_equity`` (the paper account's equity now) the gate switches to
+    each mode's own breakers; without them one set of breakers serves both modes (as before).
+    """
 
     def __init__(
         self,
@@ -92,6 +101,8 @@ class LiveController:
         on_change: OnChange = lambda mode, venue: None,
         record_risk: Callable[[RiskEvent], None] = lambda _: None,
         journal: OrderJournal | None = None,
+        breakers: LoadBreakers | None = None,
+        paper_equity: Callable[[], Decimal] | None = None,
     ) -> None:
         self.cfg = cfg
         self.live_cfg = live_cfg
@@ -102,6 +113,8 @@ class LiveController:
         self.journal = journal or OrderJournal(cfg.data_dir / "orders.db")
         self._on_change = on_change
         self._record_risk = record_risk
+        self._breakers = breakers
+        self._paper_equity = paper_equity
         self.session: LiveSession | None = None
         self._preflight: PreflightResult | None = None
         self.last_report: ReconcileReport | None = None
@@ -162,9 +175,14 @@ class LiveController:
         await client.sync_time()
         info = await client.exchange_info()
         self.filters.update(parse_symbol_filters(info))
+        # The books start from the wallet, not from zero: until reconciliation fills them in,
+        # the gate must not read a zero equity as a loss.
+        wallet = await _wallet(client)
+        # No await from the switch to on_change: the paper venue never trades on live breakers.
+        await self._switch_breakers(LIVE, wallet)
         venue = LiveVenue(
             client, self.journal, self.gate, self.clock, self.filters, self.live_cfg,
-            self.symbols, record_risk=self._record_risk,
+            self.symbols, record_risk=self._record_risk, portfolio=Portfolio(wallet),
         )  # fmt: skip
         venue.halt("live start: not reconciled yet")
 
@@ -187,6 +205,13 @@ class LiveController:
         self.session = session
         self._on_change(LIVE, venue)
         return session
+
+    async def _switch_breakers(self, mode: str, equity: Decimal) -> None:
+        """Give the gate ``mode``'s breakers (fresh ones from ``equity`` the first time); the
+        switch itself is the last step, after the load's await."""
+        if self._breakers is None or self._paper_equity is None or self.gate.mode == mode:
+            return
+        self.gate.switch_mode(mode, await self._breakers(mode), equity)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -257,6 +282,8 @@ class LiveController:
                 return {"mode": PAPER, "changed": False}
             venue = session.venue
             venue.halt("switching to paper")
+            if self._paper_equity is not None:
+                await self._switch_breakers(PAPER, self._paper_equity())
             self._on_change(PAPER, None)
             await self.journal.set_state("mode", PAPER, self.clock.time_ns())
             cancelled, flattened = 0, 0
@@ -326,6 +353,14 @@ def _task_ended(task: asyncio.Task[None], venue: LiveVenue) -> None:
     log.error("live task %s ended", task.get_name(), exc_info=exc)
 
 
+async def _wallet(client: ExchangeClient) -> Decimal:
+    """The account's USDT wallet balance on the exchange (0 without a USDT row)."""
+    for row in await client.balance():
+        if row.get("asset") == "USDT":
+            return dec(row["balance"])
+    return Decimal(0)
+
+
 def _empty_snapshot(clock: Clock) -> AccountSnapshot:
     return Portfolio(Decimal(0)).snapshot(clock.time_ns())
 
@@ -338,16 +373,21 @@ def build_live(
     submit: Submit,
     on_change: OnChange,
     live_cfg: LiveConfig | None = None,
+    *,
+    breakers: LoadBreakers | None = None,
+    paper_equity: Callable[[], Decimal] | None = None,
 ) -> LiveController:
     """The engine's live side: rejections recorded in the trading database's ``risk_events``
-    through ``submit`` (``DbWriter.submit``), venue changes reported to ``on_change``."""
+    through ``submit`` (``DbWriter.submit``), venue changes reported to ``on_change``, each
+    mode's breakers loaded through ``breakers`` (see :class:`LiveController`)."""
 
     def record_risk(event: RiskEvent) -> None:
         submit(lambda conn: record_risk_event(conn, event))
 
     return LiveController(
         cfg, live_cfg or LiveConfig(), clock, gate, filters,
-        on_change=on_change, record_risk=record_risk,
+        on_change=on_change, record_risk=record_risk, breakers=breakers,
+        paper_equity=paper_equity,
     )  # fmt: skip
 
 

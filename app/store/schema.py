@@ -63,6 +63,20 @@ MARKET_MIGRATIONS: list[str] = [
     """,
 ]
 
+# Paper and live keep their own breakers (app/engine/risk.py): one row per mode. The single row
+# kept so far was paper's (SQLite cannot drop the id = 1 check in place: the table is rebuilt).
+BREAKERS_PER_MODE_MIGRATION = """
+CREATE TABLE breaker_state_by_mode (
+    mode TEXT PRIMARY KEY CHECK (mode IN ('paper', 'live')),
+    ts_ns INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+INSERT INTO breaker_state_by_mode (mode, ts_ns, state)
+    SELECT 'paper', ts_ns, state FROM breaker_state;
+DROP TABLE breaker_state;
+ALTER TABLE breaker_state_by_mode RENAME TO breaker_state;
+"""
+
 # The trading state: small, precious, written with synchronous=FULL and backed up daily. Orders,
 # fills and positions arrive with the decision-loop and live-execution migrations.
 TRADING_MIGRATIONS: list[str] = [
@@ -189,4 +203,5 @@ TRADING_MIGRATIONS: list[str] = [
 """,
     # Shadow runs: both models' signals and each one's paper PnL (see app/models/shadow.py).
     SHADOW_MIGRATION,
+    BREAKERS_PER_MODE_MIGRATION,
 ]

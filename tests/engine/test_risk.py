@@ -27,8 +27,11 @@ from app.engine.orders import (
 from app.engine.portfolio import AccountSnapshot, Portfolio, TradeClosed
 from app.engine.risk import (
     DAY_NS,
+    LIVE,
+    PAPER,
     Approved,
     BreakerState,
+    Decision,
     Intent,
     Rejected,
     RiskConfig,
@@ -38,6 +41,7 @@ from app.engine.risk import (
     persisting,
     recent_risk_events,
 )
+from app.store import db, schema
 from app.store.writer import DbWriter
 from tests.engine.risk_support import (
     BTC,
@@ -542,3 +546,138 @@ def test_fresh_database_has_no_breaker_state(conn: sqlite3.Connection) -> None:
     assert load_breaker_state(conn) is None
     state = BreakerState(killed=True, kill_reason="x", peak_equity=Decimal("1.5"), day=3)
     assert BreakerState.from_json(state.to_json()) == state
+
+
+# -- paper and live keep their own breakers ------------------------------------------------------
+
+
+def _entry(g: RiskGate, clock: ManualClock, equity: str) -> Decision:
+    return g.check(intent(clock), context(flat_account(clock, equity)))
+
+
+def _blocked_by(g: RiskGate, clock: ManualClock) -> RejectCode | None:
+    blocked = g.blocked(clock.time_ns())
+    return None if blocked is None else blocked[0]
+
+
+def test_going_live_starts_the_breakers_from_the_wallet(
+    clock: ManualClock, conn: sqlite3.Connection
+) -> None:
+    """Paper peaked at 10,000, the live wallet holds 5,000: live entries go through, and after a
+    resume the daily-loss breaker does not trip on paper's day start."""
+    on_event, on_state = persisting(direct(conn), clock)
+    g = gate(clock, on_event=on_event, on_state=on_state)
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    g.switch_mode(LIVE, load_breaker_state(conn, LIVE), Decimal(5000))
+    assert g.mode == LIVE
+    assert (g.state.day_start_equity, g.state.peak_equity) == (Decimal(5000), Decimal(5000))
+    _approved(_entry(g, clock, "5000"))
+    g.resume(Decimal(5000))
+    clock.advance(60)
+    _approved(_entry(g, clock, "5000"))
+    assert _blocked_by(g, clock) is None
+    assert not [e for e in recent_risk_events(conn) if e.kind in ("breaker", "rejected")]
+    assert load_breaker_state(conn, LIVE) == g.state
+
+
+def test_live_losses_stay_out_of_paper(clock: ManualClock, conn: sqlite3.Connection) -> None:
+    on_event, on_state = persisting(direct(conn), clock)
+    g = gate(clock, on_event=on_event, on_state=on_state)
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    paper = g.state
+    g.switch_mode(LIVE, load_breaker_state(conn, LIVE), Decimal(5000))
+    clock.advance(60)
+    g.on_equity(clock.time_ns(), Decimal(4800))  # -4 % of the live day start: over the 3 %
+    assert _blocked_by(g, clock) is RejectCode.DAILY_LOSS
+
+    g.switch_mode(PAPER, load_breaker_state(conn, PAPER), Decimal(10000))
+    assert g.state == paper
+    _approved(_entry(g, clock, "10000"))
+    # Paper's breakers are as before: its own day start (10,000) and peak.
+    g.on_equity(clock.time_ns(), Decimal(9650))
+    assert _blocked_by(g, clock) is RejectCode.DAILY_LOSS
+    g.on_equity(clock.time_ns(), Decimal(9000))
+    assert _blocked_by(g, clock) is RejectCode.DRAWDOWN
+    # ... and live's still wait for it: back live, its daily loss still holds (the wallet given
+    # is only for a mode that never had breakers).
+    g.switch_mode(LIVE, load_breaker_state(conn, LIVE), Decimal(5000))
+    assert _blocked_by(g, clock) is RejectCode.DAILY_LOSS
+    assert not g.state.drawdown_tripped and g.state.peak_equity == Decimal(5000)
+
+
+def test_a_kill_holds_across_the_switch_and_a_resume_clears_it_everywhere(
+    clock: ManualClock, conn: sqlite3.Connection
+) -> None:
+    on_event, on_state = persisting(direct(conn), clock)
+    g = gate(clock, on_event=on_event, on_state=on_state)
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    g.kill("operator", flat_account(clock))
+    g.switch_mode(LIVE, load_breaker_state(conn, LIVE), Decimal(5000))
+    assert _blocked_by(g, clock) is RejectCode.KILL_SWITCH
+    g.resume(Decimal(5000))
+    _approved(_entry(g, clock, "5000"))
+    # The resume reached paper's row too: an engine restarting in paper is not killed again.
+    saved = load_breaker_state(conn, PAPER)
+    assert saved is not None and not saved.killed
+    g.switch_mode(PAPER, saved, Decimal(10000))
+    _approved(_entry(g, clock, "10000"))
+    g.kill("again", flat_account(clock))
+    rows = [load_breaker_state(conn, mode) for mode in (PAPER, LIVE)]
+    assert [row is not None and row.killed for row in rows] == [True, True]
+
+
+def test_switch_mode_checks_its_arguments(clock: ManualClock) -> None:
+    g = gate(clock)
+    g.on_equity(clock.time_ns(), Decimal(10000))
+    paper = g.state
+    g.switch_mode(PAPER, None, Decimal(1))  # already in force: nothing changes
+    assert g.state == paper
+    with pytest.raises(ValueError, match="mode must be one of"):
+        g.switch_mode("demo", None, Decimal(1))
+    with pytest.raises(ValueError, match="cannot serve"):
+        g.switch_mode(LIVE, paper, Decimal(1))
+
+
+def test_each_mode_restarts_with_its_own_breakers(tmp_path: Path, clock: ManualClock) -> None:
+    path = tmp_path / "trading.db"
+    writer = DbWriter(path, MIGRATIONS, synchronous="FULL")
+    on_event, on_state = persisting(writer.submit, clock)
+    before = gate(clock, on_event=on_event, on_state=on_state)
+    before.on_equity(clock.time_ns(), Decimal(10000))
+    paper_before = before.state
+    before.switch_mode(LIVE, writer.call_sync(lambda c: load_breaker_state(c, LIVE)), Decimal(5000))
+    before.on_equity(clock.time_ns(), Decimal(4800))
+    live_before = before.state
+    writer.close()  # the process ends; the writer drains its queue first
+
+    clock.advance(60)
+    writer = DbWriter(path, MIGRATIONS, synchronous="FULL")
+    try:
+        paper = writer.call_sync(lambda c: load_breaker_state(c, PAPER))
+        live = writer.call_sync(lambda c: load_breaker_state(c, LIVE))
+    finally:
+        writer.close()
+    assert (paper, live) == (paper_before, live_before)
+    assert paper is not None and live is not None
+    # Restarted in paper (the engine starts on the paper venue): paper's breakers, no live loss.
+    after = gate(clock, state=paper, boot=2)
+    _approved(_entry(after, clock, "10000"))
+    # Then live again: live's own day start, not the wallet nor paper's.
+    after.switch_mode(LIVE, live, Decimal(5000))
+    decision = _entry(after, clock, "4800")
+    assert isinstance(decision, Rejected) and decision.code == RejectCode.DAILY_LOSS
+
+
+def test_the_single_breaker_row_becomes_papers(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "trading.db")
+    upto = MIGRATIONS.index(schema.BREAKERS_PER_MODE_MIGRATION)
+    db.migrate(conn, MIGRATIONS[:upto])
+    old = BreakerState(killed=True, kill_reason="x", peak_equity=Decimal("10000"), day=3)
+    with conn:
+        conn.execute(
+            "INSERT INTO breaker_state (id, ts_ns, state) VALUES (1, 5, ?)", (old.to_json(),)
+        )
+    db.migrate(conn, MIGRATIONS)
+    assert load_breaker_state(conn, PAPER) == old
+    assert load_breaker_state(conn, LIVE) is None
+    conn.close()

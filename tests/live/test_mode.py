@@ -1,11 +1,13 @@
 """The mode switch: each refusal and its reason, keys at rest, live → paper policies, a live
-restart that comes back halted until reconciliation, and a stop that fires while we are down."""
+restart that comes back halted until reconciliation, a stop that fires while we are down, and
+paper and live keeping their own breakers (a live wallet unequal to the paper equity)."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -16,16 +18,28 @@ import pytest
 from app.clock import SystemClock
 from app.config import AppConfig, load
 from app.engine.control import Handlers
-from app.engine.orders import ClientOrderIds, OrderStatus
-from app.engine.risk import RiskGate
+from app.engine.orders import ClientOrderIds, OrderStatus, RejectCode, Side, round_price
+from app.engine.risk import (
+    LIVE,
+    PAPER,
+    Approved,
+    BreakerState,
+    Intent,
+    RiskContext,
+    RiskGate,
+    load_breaker_state,
+    persisting,
+)
 from app.errors import ConfigError, ControlError, LiveModeError
 from app.live import keys
 from app.live.mode import LiveController, live_commands
 from app.live.settings import LiveConfig
+from tests.engine.risk_support import direct, open_db
 from tests.handlers import invoke
 from tests.live.conftest import (
     FAST,
     KEY,
+    KEY_ARGS,
     RISK,
     SECRET,
     SYMBOL,
@@ -35,7 +49,7 @@ from tests.live.conftest import (
     sim_fills,
 )
 from tests.sim.signing import Signed
-from tests.simproc import SimHandle
+from tests.simproc import SimHandle, running_sim
 
 
 def _cfg(sim: SimHandle, data_dir: Path) -> AppConfig:
@@ -54,12 +68,13 @@ def _controller(
     live_cfg: LiveConfig = FAST,
     boot: int = 1,
     gate: RiskGate | None = None,
+    **kwargs: Any,
 ) -> tuple[LiveController, RiskGate, list[tuple[str, bool]]]:
     gate = gate or RiskGate(RISK, clock, ClientOrderIds(boot))
     changes: list[tuple[str, bool]] = []
     live = LiveController(
         _cfg(sim, data_dir), live_cfg, clock, gate, {},
-        on_change=lambda mode, venue: changes.append((mode, venue is not None)),
+        on_change=lambda mode, venue: changes.append((mode, venue is not None)), **kwargs,
     )  # fmt: skip
     return live, gate, changes
 
@@ -316,3 +331,81 @@ async def test_paper_with_keep_leaves_the_protected_position_and_kill_flattens(
         raw.close()
         await live.close()
         live.journal.close()
+
+
+@pytest.fixture
+def small_wallet_sim() -> Iterator[SimHandle]:
+    """An exchange account holding 5,000 USDT: half the paper equity of the tests below."""
+    with running_sim("--seed", "11", *KEY_ARGS, "--balance-usdt", "5000") as handle:
+        yield handle
+
+
+async def test_live_keeps_its_own_breakers_from_the_wallet_across_a_restart(
+    small_wallet_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    """Paper peaked at 10,000 and the wallet holds 5,000: live entries pass (no drawdown, no daily
+    loss against paper's figures); a live loss stays live's, through a restart, and paper comes
+    back as it was."""
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    conn = open_db(tmp_path / "trading.db")
+    paper_equity = Decimal(10000)
+
+    async def breakers(mode: str) -> BreakerState | None:
+        return load_breaker_state(conn, mode)
+
+    def engine_gate(boot: int) -> RiskGate:
+        """The gate as the engine builds it at start: on the paper venue, paper's breakers."""
+        on_event, on_state = persisting(direct(conn), clock)
+        return RiskGate(
+            RISK, clock, ClientOrderIds(boot), state=load_breaker_state(conn, PAPER),
+            on_event=on_event, on_state=on_state,
+        )  # fmt: skip
+
+    def controller(gate: RiskGate, boot: int) -> LiveController:
+        live, _, _ = _controller(
+            small_wallet_sim, tmp_path, clock, boot=boot, gate=gate,
+            breakers=breakers, paper_equity=lambda: paper_equity,
+        )  # fmt: skip
+        return live
+
+    async def live_entry(live: LiveController, gate: RiskGate) -> Approved | RejectCode:
+        venue, session = live.venue, live.session
+        assert venue is not None and session is not None
+        f = live.filters[SYMBOL]
+        price = round_price(await mark_price(session.client), f.tick_size, Side.BUY)
+        want = Intent(SYMBOL, Side.BUY, 0.9, price, Decimal(50), "test", clock.time_ns())
+        decision = gate.check(want, RiskContext(venue.snapshot(), f, venue.pending_qty()))
+        return decision if isinstance(decision, Approved) else decision.code
+
+    gate = engine_gate(1)
+    gate.on_equity(clock.time_ns(), paper_equity)
+    paper = gate.state
+    first = controller(gate, 1)
+    try:
+        await _go_live(first)
+        assert first.venue is not None and not first.halted
+        assert first.venue.snapshot().equity == Decimal(5000)
+        assert gate.mode == LIVE
+        assert (gate.state.day_start_equity, gate.state.peak_equity) == (5000, 5000)
+        assert isinstance(await live_entry(first, gate), Approved)
+        # Live loses 4 % (told to the gate: the simulator's random walk cannot be made to lose).
+        gate.on_equity(clock.time_ns(), Decimal(4800))
+        assert await live_entry(first, gate) is RejectCode.DAILY_LOSS
+    finally:
+        await first.close()  # the engine stops while live
+        first.journal.close()
+
+    gate = engine_gate(2)
+    second = controller(gate, 2)
+    try:
+        report = await second.restore()
+        assert report is not None and report.ok, report
+        assert gate.mode == LIVE
+        assert await live_entry(second, gate) is RejectCode.DAILY_LOSS
+        await _call(live_commands(second), "mode.set", mode="paper", policy="keep")
+        assert gate.mode == PAPER and gate.state == paper
+        assert gate.blocked(clock.time_ns()) is None
+    finally:
+        await second.close()
+        second.journal.close()
+        conn.close()
