@@ -30,7 +30,7 @@ if ! .venv/bin/appliance native 2>/dev/null | grep -q ': in use:'; then
     if ! APPLIANCE_NATIVE=0 .venv/bin/appliance --log-level WARNING native build \
         >.venv/native-build.log 2>&1; then
         echo "setup: mypyc build failed (see .venv/native-build.log); the engine runs as Python" >&2
-    elif ! .venv/bin/python -c 'import app.engine.bench' >>.venv/native-build.log 2>&1; then
+    elif ! .venv/bin/python -c 'import app.node.bench' >>.venv/native-build.log 2>&1; then
         echo "setup: the mypyc build does not import (see .venv/native-build.log); removed" >&2
         rm -rf "$(APPLIANCE_NATIVE=0 .venv/bin/python -c 'from app import native; print(native.build_dir())')"
     fi

@@ -52,7 +52,7 @@ def _load(ns: argparse.Namespace) -> config_mod.AppConfig:
 
 
 def _cmd_engine(ns: argparse.Namespace) -> int:
-    from app.engine.main import run_engine
+    from app.node.engine import run_engine
 
     cfg = _load(ns)
     return asyncio.run(run_engine(cfg, SystemClock()))
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_ctl.set_defaults(func=_cmd_ctl)
 
     p_bench = sub.add_parser("bench", help="the decision loop over a recording, with figures")
-    from app.engine import bench
+    from app.node import bench
 
     bench.add_arguments(p_bench)
     p_bench.set_defaults(func=bench.main)

@@ -29,7 +29,7 @@ from app.engine.risk import Approved, Intent, RiskContext, RiskGate
 from app.live import keys
 from app.live.journal import OrderJournal
 from app.live.mode import LiveController
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 
 
 def _say(event: str, **fields: Any) -> None:

@@ -39,7 +39,7 @@ from app.errors import (
     RateLimitedError,
     UnknownStateError,
 )
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 from app.live.signing import Credentials, encode_params, signed_payload
 
 log = logging.getLogger(__name__)

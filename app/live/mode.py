@@ -48,7 +48,7 @@ from app.live.client import ExchangeClient, RestExchange, dec
 from app.live.journal import OrderJournal
 from app.live.preflight import PreflightResult, run_preflight
 from app.live.reconcile import ReconcileReport, reconcile
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 from app.live.signing import Credentials
 from app.live.userstream import UserStream
 from app.live.venue import LiveVenue

@@ -26,7 +26,7 @@ from app.config import RiskConfig
 from app.engine.rest import parse_symbol_filters
 from app.errors import ApiKeyError, ExchangeApiError
 from app.live.client import ExchangeClient, dec
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from app.errors import ExchangeApiError, TransientError
 from app.live.client import ExchangeClient
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ from app.errors import (
 from app.live import journal as j
 from app.live.client import ExchangeClient, Params, dec
 from app.live.journal import JournalFill, OrderJournal
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 
 log = logging.getLogger(__name__)
 

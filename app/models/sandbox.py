@@ -18,7 +18,7 @@ from app.config import PaperConfig, RiskConfig
 from app.engine.book import OrderBook
 from app.engine.events import Event
 from app.engine.inference import InferenceSlot, LoadedModel
-from app.engine.orders import ClientOrderIds
+from app.engine.loop import paper_loop
 from app.engine.paper import ExecutionReport, PaperExchange
 from app.engine.portfolio import EquityPoint, FundingPayment, Portfolio
 from app.engine.rest import SymbolFilters
@@ -107,12 +107,16 @@ def make_sandbox(
     blocked: Callable[[str], str] = lambda symbol: "",
 ) -> Sandbox:
     """A fresh sandbox for ``model`` on ``symbols`` (books are read, never changed)."""
-    gate = RiskGate(risk or RiskConfig(), clock, ClientOrderIds(SANDBOX_BOOT))
-    tally = Tally(gate)
-    paper = paper or PaperConfig()
-    exchange = PaperExchange(
-        paper, clock, gate, Portfolio(paper.initial_balance), filters, listener=tally
+    tallies: list[Tally] = []
+
+    def count(_: Portfolio, gate: RiskGate) -> Tally:
+        tallies.append(Tally(gate))
+        return tallies[0]
+
+    built = paper_loop(
+        risk or RiskConfig(), paper or PaperConfig(), clock, SANDBOX_BOOT, filters, listener=count
     )
+    gate, exchange, tally = built.gate, built.venue, tallies[0]
     slot = InferenceSlot(model, symbols=symbols)
     trader = Trader(symbols, clock, slot, gate, exchange, filters, books, blocked)
     return Sandbox(trader, exchange, gate, slot, tally, model)

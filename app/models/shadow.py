@@ -6,9 +6,9 @@ paper account started at the same moment with the same balance, so their PnL sin
 began is comparable; neither can reach the live venue (a sandbox's orders exist only inside its
 own paper exchange). The live trader is untouched.
 
-Recorded for the panel (tables in :data:`SHADOW_MIGRATION`): one ``shadow_runs`` row per run, both
-models' signals at every decision (``model_signals``), and each one's paper account
-(``shadow_pnl``, the latest figures per run and role). Rows are buffered on the hot path and
+Recorded for the panel (tables in :data:`app.store.schema.SHADOW_MIGRATION`): one ``shadow_runs``
+row per run, both models' signals at every decision (``model_signals``), and each one's paper
+account (``shadow_pnl``, the latest figures per run and role). Rows are buffered on the hot path and
 written by :meth:`ShadowRunner.flush` on the trading database's writer thread.
 """
 
@@ -33,45 +33,6 @@ from app.models.sandbox import Sandbox, adopt_risk, make_sandbox
 Submit = Callable[[Callable[[sqlite3.Connection], Any]], Any]
 
 # The lead appends this to ``schema.TRADING_MIGRATIONS``. Money is exact decimal text.
-SHADOW_MIGRATION = """
-CREATE TABLE shadow_runs (
-    id INTEGER PRIMARY KEY,
-    ts_started_ns INTEGER NOT NULL,
-    ts_ended_ns INTEGER,
-    active_sha256 TEXT NOT NULL,
-    active_version TEXT NOT NULL,
-    shadow_sha256 TEXT NOT NULL,
-    shadow_version TEXT NOT NULL,
-    outcome TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE model_signals (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES shadow_runs (id),
-    ts_ns INTEGER NOT NULL,
-    ts_bar_ms INTEGER NOT NULL,
-    symbol TEXT NOT NULL,
-    role TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    prob REAL NOT NULL,
-    direction TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    action TEXT NOT NULL
-);
-CREATE INDEX model_signals_run ON model_signals (run_id, ts_bar_ms);
-CREATE TABLE shadow_pnl (
-    run_id INTEGER NOT NULL REFERENCES shadow_runs (id),
-    role TEXT NOT NULL,
-    ts_ns INTEGER NOT NULL,
-    equity TEXT NOT NULL,
-    realized TEXT NOT NULL,
-    unrealized TEXT NOT NULL,
-    fees TEXT NOT NULL,
-    funding TEXT NOT NULL,
-    orders INTEGER NOT NULL,
-    trades INTEGER NOT NULL,
-    PRIMARY KEY (run_id, role)
-);
-"""
 
 ROLES = ("active", "shadow")
 _SignalRow = tuple[int, int, int, str, str, str, float, str, float, str]

@@ -5,8 +5,6 @@ Append new migrations; never edit one that has shipped.
 
 from __future__ import annotations
 
-from app.models.shadow import SHADOW_MIGRATION
-
 # One file per ISO week (``market_<year>_<week>.db``). ``raw_blocks`` is the source of truth: the
 # frames exactly as received, with receive timestamps, zstd-compressed per writer batch (see
 # ``rawlog``). The other tables are derived from them for queries and can be rebuilt.
@@ -79,6 +77,47 @@ ALTER TABLE breaker_state_by_mode RENAME TO breaker_state;
 
 # The trading state: small, precious, written with synchronous=FULL and backed up daily. Orders,
 # fills and positions arrive with the decision-loop and live-execution migrations.
+# Shadow runs of a candidate model beside the active one (app/models/shadow.py writes them).
+SHADOW_MIGRATION = """
+CREATE TABLE shadow_runs (
+    id INTEGER PRIMARY KEY,
+    ts_started_ns INTEGER NOT NULL,
+    ts_ended_ns INTEGER,
+    active_sha256 TEXT NOT NULL,
+    active_version TEXT NOT NULL,
+    shadow_sha256 TEXT NOT NULL,
+    shadow_version TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE model_signals (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES shadow_runs (id),
+    ts_ns INTEGER NOT NULL,
+    ts_bar_ms INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    role TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    prob REAL NOT NULL,
+    direction TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX model_signals_run ON model_signals (run_id, ts_bar_ms);
+CREATE TABLE shadow_pnl (
+    run_id INTEGER NOT NULL REFERENCES shadow_runs (id),
+    role TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    equity TEXT NOT NULL,
+    realized TEXT NOT NULL,
+    unrealized TEXT NOT NULL,
+    fees TEXT NOT NULL,
+    funding TEXT NOT NULL,
+    orders INTEGER NOT NULL,
+    trades INTEGER NOT NULL,
+    PRIMARY KEY (run_id, role)
+);
+"""
+
 TRADING_MIGRATIONS: list[str] = [
     """
     CREATE TABLE journal (

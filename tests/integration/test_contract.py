@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app import contract, ctl
-from app.engine.main import EXIT_RESTART
+from app.node.engine import EXIT_RESTART
 from app.models.onnxproto import read_header, with_metadata
 from tests.handlers import call_engine
 from tests.integration.engineproc import REPO, appliance, spawn, status, stop, tail, wait_for

@@ -20,7 +20,7 @@ from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.risk import Approved, Intent, RiskContext, RiskGate
 from app.live.client import RestExchange
 from app.live.journal import OrderJournal
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 from app.live.signing import Credentials
 from tests.simproc import SimHandle, running_sim
 

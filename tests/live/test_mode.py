@@ -33,7 +33,7 @@ from app.engine.risk import (
 from app.errors import ConfigError, ControlError, LiveModeError
 from app.live import keys
 from app.live.mode import LiveController, live_commands
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 from tests.engine.risk_support import direct, open_db
 from tests.handlers import invoke
 from tests.live.conftest import (

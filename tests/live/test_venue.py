@@ -14,7 +14,7 @@ from app.engine.orders import OrderStatus
 from app.engine.risk import RiskEvent, RiskGate, recent_risk_events, record_risk_event
 from app.live.client import Params, RestExchange
 from app.live.journal import OrderJournal
-from app.live.settings import LiveConfig
+from app.config import LiveConfig
 from app.live.signing import Credentials
 from app.live.venue import LiveVenue
 from app.store import schema

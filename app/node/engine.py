@@ -28,9 +28,9 @@ from app.engine.control import ControlServer, Handlers
 from app.engine.halts import Halts, LiveView, Probes
 from app.engine.inference import InferenceSlot
 from app.engine.latency import LatencyRing
+from app.engine.loop import paper_loop
 from app.engine.market_data import MarketData
 from app.engine.paper import PaperExchange, PaperJournal, kill_switch
-from app.engine.portfolio import Portfolio
 from app.engine.recording import RecordingSink
 from app.engine.rest import RestClient, SymbolFilters
 from app.engine.risk import RiskGate
@@ -150,19 +150,20 @@ class Engine:
         # Paper orders live in memory: those open at the last stop did not survive it.
         db.call_sync(lambda c: orders.expire_open_orders(c, now, "engine restarted"))
         on_event, on_state = risk.persisting(db.submit, clock)
-        gate = RiskGate(
+        built = paper_loop(
             cfg.risk,
+            cfg.paper,
             clock,
-            orders.ClientOrderIds(boot),
+            boot,
+            self.filters,
             # Paper's until a live session is restored: the trader starts on the paper venue.
-            state=db.call_sync(lambda c: risk.load_breaker_state(c, risk.PAPER)),
+            breakers=db.call_sync(lambda c: risk.load_breaker_state(c, risk.PAPER)),
+            positions=db.call_sync(portfolio.load_positions),
             on_event=on_event,
             on_state=on_state,
+            listener=lambda book, gate: PaperJournal(db.submit, book, gate),
         )
-        book = Portfolio(cfg.paper.initial_balance, db.call_sync(portfolio.load_positions))
-        venue = PaperExchange(
-            cfg.paper, clock, gate, book, self.filters, PaperJournal(db.submit, book, gate)
-        )
+        gate, venue = built.gate, built.venue
         return gate, venue
 
     def _on_mode(self, mode: str, venue: LiveVenue | None) -> None:

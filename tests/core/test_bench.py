@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from app.engine.bench import _percentile
+from app.node.bench import _percentile
 from tests.engine.reference import MARKET
 
 KEYS = ("messages", "decisions", "msgs_per_s", "decisions_per_s", "p50_us", "p99_us", "p999_us",

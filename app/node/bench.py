@@ -49,13 +49,11 @@ from app.engine.book import OrderBook
 from app.engine.decode import decode_depth_snapshot
 from app.engine.events import DepthSnapshot, Event
 from app.engine.inference import InferenceSlot, load_model
+from app.engine.loop import paper_loop
 from app.engine.market_data import MarketData
-from app.engine.orders import ClientOrderIds
-from app.engine.paper import PaperExchange, PaperJournal
-from app.engine.portfolio import Portfolio
+from app.engine.paper import PaperJournal
 from app.engine.recording import RecordingSink
 from app.engine.rest import SymbolFilters, parse_symbol_filters
-from app.engine.risk import RiskGate
 from app.engine.trader import Trader
 from app.sim.recordings import load_exchange_info, load_snapshots
 from app.store import rawlog
@@ -209,11 +207,16 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         market_ref[:] = [market]
         books.clear()
         books.update(market.books)
-        gate = RiskGate(risk_cfg, clock, ClientOrderIds(passes + 1), on_event=lambda e: None)
-        book = Portfolio(paper_cfg.initial_balance)
-        venue = PaperExchange(
-            paper_cfg, clock, gate, book, filters, PaperJournal(lambda fn: None, book, gate)
+        built = paper_loop(
+            risk_cfg,
+            paper_cfg,
+            clock,
+            passes + 1,
+            filters,
+            # The engine's own listener, its writes dropped: the database is not what is timed.
+            listener=lambda book, gate: PaperJournal(lambda fn: None, book, gate),
         )
+        gate, venue = built.gate, built.venue
         trader.attach(gate, venue, market.books)
         handle = market.handle_frame
         perf = time.perf_counter_ns
@@ -247,7 +250,7 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         stats.orders = 0
         synced_passes += all(b.synced for b in market.books.values())
         await market.close()
-        del market, gate, book, venue
+        del market, gate, venue, built
         # The pass's books, orders and feed objects hold reference cycles: collect them here,
         # untimed, as a long-running engine never has a whole market's worth of them at once.
         gc.collect()
