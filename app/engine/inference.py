@@ -6,6 +6,13 @@ onnxruntime builds for some platforms (RISC-V among them) have been reported to 
 results, so a model that does not reproduce its own golden outputs is refused. Every refusal is a
 :class:`~app.errors.ModelError` whose ``problems`` list each failure in its own message.
 
+A load has two stages. :func:`read_model` reads the file's bytes without onnxruntime: a file that
+is not only data (a tensor stored as external data, which onnxruntime would open from wherever
+the process stands) or whose contract is broken is refused there, for the price of a parse.
+:func:`open_model` then builds the one session (graph optimisation can cost seconds and hundreds
+of megabytes, so it is built once, and only for a file that passed the first stage), checks the
+graph's inputs and outputs and reproduces the golden cases.
+
 The session runs on one thread (one intra-op, one inter-op, sequential execution, all graph
 optimisations): the board has few cores and the feed must not wait for them. :meth:`predict` is
 the general path: the window is copied into a preallocated float32 input that is bound to the
@@ -39,9 +46,10 @@ from app.engine.model_contract import (
     Scaler,
     TensorInfo,
     check_io,
-    parse_contract,
+    read_model_file,
 )
 from app.errors import ModelError
+from app.models.onnxproto import ModelHeader
 
 Window = npt.NDArray[np.floating]  # (window, features), oldest row first
 ContractCheck = Callable[[ModelContract], list[str]]
@@ -240,30 +248,42 @@ def golden_problems(model: LoadedModel) -> list[str]:
     ]
 
 
-def load_model(path: Path | str) -> LoadedModel:
-    """Load, validate and self-test a model file; raises :class:`ModelError` saying why not.
+def read_model(path: Path, data: bytes) -> tuple[ModelHeader, ModelContract]:
+    """Stage one of a load: the file's header and contract, read and checked without onnxruntime.
 
-    Blocking (reads the file, builds the session, runs the golden cases): call it from a worker
-    thread when the event loop is running (:meth:`InferenceSlot.swap` does).
+    Raises :class:`ModelError` for an empty file, bytes that are not ONNX, a file that is not only
+    data, and every problem of the contract (:func:`app.engine.model_contract.read_model_file`).
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _refuse(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
-    if not data:
-        raise _refuse(path, ["not an ONNX model: the file is empty"])
+    header, contract, problems = read_model_file(data)
+    if header is None or contract is None:
+        raise _refuse(path, problems)
+    return header, contract
+
+
+def _session_problem(text: str) -> str:
+    detail = text.strip().splitlines()[0][:_MAX_ERROR_CHARS] if text.strip() else "no detail"
+    return f"not an ONNX model, or truncated or corrupt: {detail}"
+
+
+def open_model(
+    path: Path,
+    data: bytes,
+    contract: ModelContract,
+    *,
+    explain: Callable[[str], str] = _session_problem,
+) -> LoadedModel:
+    """Stage two of a load: build the session (once), check the graph against ``contract`` and
+    reproduce its golden cases. ``data`` must have passed :func:`read_model`.
+
+    ``explain`` turns onnxruntime's message when it refuses the graph into the problem reported
+    (the validator names unsupported opsets and operators). Raises :class:`ModelError`.
+    """
     try:
         session = ort.InferenceSession(
             data, sess_options=session_options(), providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime's pybind errors share no base class but Exception
-        detail = str(exc).strip().splitlines()[0][:_MAX_ERROR_CHARS] if str(exc) else type(exc)
-        raise _refuse(path, [f"not an ONNX model, or truncated or corrupt: {detail}"]) from exc
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    contract, problems = parse_contract(meta)
-    if contract is None:
-        raise _refuse(path, problems)
+        raise _refuse(path, [explain(str(exc) or type(exc).__name__)]) from exc
     problems = check_io(contract, _tensors(session.get_inputs()), _tensors(session.get_outputs()))
     if problems:
         raise _refuse(path, problems)
@@ -275,6 +295,22 @@ def load_model(path: Path | str) -> LoadedModel:
     if problems:
         raise _refuse(path, problems)
     return model
+
+
+def load_model(path: Path | str) -> LoadedModel:
+    """Load, validate and self-test a model file; raises :class:`ModelError` saying why not.
+
+    :func:`read_model`, then :func:`open_model`: the contract is checked before onnxruntime sees
+    the file. Blocking (reads the file, builds the session, runs the golden cases): call it from a
+    worker thread when the event loop is running (:meth:`InferenceSlot.swap` does).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _refuse(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    _header, contract = read_model(path, data)
+    return open_model(path, data, contract)
 
 
 def fit_problems(contract: ModelContract, symbols: Sequence[str]) -> list[str]:

@@ -2,9 +2,11 @@
 
 A model is an ONNX file whose ``metadata_props`` (string keys, string values) declare everything
 the engine needs to feed it and to act on its output; ``models/README.md`` is the prose version
-of this module. The engine reads the metadata through onnxruntime
-(``InferenceSession.get_modelmeta().custom_metadata_map``), so it needs no ``onnx`` package; the
-tools that write models use :func:`to_metadata`, so writer and reader share one definition.
+of this module. :func:`read_model_file` reads the metadata from the file's bytes
+(:mod:`app.models.onnxproto`, no ``onnx`` package) before onnxruntime is given anything: a file
+without a valid contract, or one that is not only data (a tensor stored as external data), is
+refused for the price of a parse, never a session. The tools that write models use
+:func:`to_metadata`, so writer and reader share one definition.
 
 Keys (all values are strings; JSON where noted)::
 
@@ -25,6 +27,7 @@ Keys (all values are strings; JSON where noted)::
     label            the label's definition, in words
     training_range   what the model was trained on (data source, time range, rows), free text
     golden           JSON {"tolerance": t, "cases": [{"input": [[...] x F] x window, "output": p}]}
+                     (p a probability in [0, 1], as the output is)
     symbols          optional: comma-separated symbols it serves; absent or "*": every symbol
     description      optional free text
     metrics          optional JSON of training figures (AUC, accuracy, Brier), for the panel
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.engine.features import UnknownFeatureError, parse_feature
+from app.models.onnxproto import ModelHeader, ProtoError, read_header
 
 SCHEMA_VERSION = 1
 
@@ -337,6 +341,16 @@ def _golden(meta: Mapping[str, str], window_shape: tuple[int, int], p: _Problems
             )
             continue
         cases.append(GoldenCase(tuple(good), float(out)))
+    # The output is a probability (every kind in OUTPUT_KINDS is): a model giving logits would
+    # reproduce its golden cases and then never trade, every confidence refused by the gate.
+    outside = [(i, c.output) for i, c in enumerate(cases) if not 0.0 <= c.output <= 1.0]
+    if outside:
+        listed = ", ".join(f"case {i}: {out:.6g}" for i, out in outside[:3])
+        more = f" and {len(outside) - 3} more" if len(outside) > 3 else ""
+        p.add(
+            f"metadata golden outputs outside [0, 1] ({listed}{more}): the model's output must "
+            "be a probability in [0, 1]; add a final Sigmoid"
+        )
     if not value["cases"]:
         p.add("metadata golden has no cases: at least one input/output pair is required")
     return Golden(float(tol), tuple(cases))
@@ -414,6 +428,28 @@ def parse_contract(meta: Mapping[str, str]) -> tuple[ModelContract | None, list[
         ),
         [],
     )
+
+
+def read_model_file(data: bytes) -> tuple[ModelHeader | None, ModelContract | None, list[str]]:
+    """Read a model file's header and contract from its bytes, without onnxruntime.
+
+    Returns ``(header, contract, problems)``: ``header`` is None when the bytes are not an ONNX
+    model (random, truncated), ``contract`` None when anything is refused, and ``problems`` every
+    reason. A file that is not only data (:meth:`ModelHeader.data_problems`: a tensor stored as
+    external data, which onnxruntime would read from another file, or subgraphs nested deeper than
+    the reader walks) is refused here, beside any problem of its contract, so onnxruntime never
+    sees it.
+    """
+    if not data:
+        return None, None, ["not an ONNX model: the file is empty"]
+    try:
+        header = read_header(data)
+    except ProtoError as exc:
+        return None, None, [f"not an ONNX model, or truncated or corrupt: {exc}"]
+    problems = header.data_problems()
+    contract, contract_problems = parse_contract(header.metadata)
+    problems += contract_problems
+    return header, None if problems else contract, problems
 
 
 def _dims(shape: Sequence[int | str | None]) -> str:

@@ -1,14 +1,31 @@
 """Just enough of the ONNX protobuf wire format to read a model's header and set its metadata.
 
 The appliance has onnxruntime but not the ``onnx`` package. The validator wants the opsets and
-operators a file declares (to say *why* onnxruntime refused it), and the exporter wants to embed
-the contract's ``metadata_props`` into whatever ``torch.onnx`` wrote; both are a walk over
-top-level protobuf fields, which this module does without decoding the (large) weights.
+operators a file declares (to say *why* onnxruntime refused it), the engine's loader wants the
+contract (``metadata_props``) before it lets onnxruntime build anything, and the exporter wants
+to embed the contract into whatever ``torch.onnx`` wrote; all are a walk over protobuf fields,
+which this module does without decoding the (large) weights.
+
+**Models are only data.** A tensor anywhere in ONNX may say that its bytes live in another file
+(``data_location`` EXTERNAL, ``external_data`` naming a path and an offset); onnxruntime, given
+the model as bytes, opens that path relative to the current directory. A model could read any file
+the engine can, and its sha256 would no longer pin its weights. :func:`read_header` therefore walks
+every place a tensor can be (graph initializers and sparse initializers, node attributes: single
+tensors, sparse tensors and lists of either, subgraphs of If/Loop/Scan and any other graph
+attribute, model-local functions, training info) and lists each tensor stored outside the file in
+:attr:`ModelHeader.external`; a file nested deeper than the walk goes is flagged
+(:attr:`ModelHeader.too_deep`) rather than half-read. :meth:`ModelHeader.data_problems` says both
+in words; the validator and the loader refuse the file on them before onnxruntime sees it.
 
 Field numbers (onnx.proto3): ModelProto ``ir_version`` 1, ``graph`` 7, ``opset_import`` 8,
-``metadata_props`` 14; OperatorSetIdProto ``domain`` 1, ``version`` 2; StringStringEntryProto
-``key`` 1, ``value`` 2; GraphProto ``node`` 1; NodeProto ``op_type`` 4, ``domain`` 7,
-``attribute`` 5; AttributeProto ``g`` 6, ``graphs`` 11.
+``metadata_props`` 14, ``training_info`` 20, ``functions`` 25; OperatorSetIdProto ``domain`` 1,
+``version`` 2; StringStringEntryProto ``key`` 1, ``value`` 2; GraphProto ``node`` 1, ``name`` 2,
+``initializer`` 5, ``sparse_initializer`` 15; NodeProto ``name`` 3, ``op_type`` 4, ``domain`` 7,
+``attribute`` 5; AttributeProto ``name`` 1, ``t`` 5, ``g`` 6, ``tensors`` 10, ``graphs`` 11,
+``sparse_tensor`` 22, ``sparse_tensors`` 23; TensorProto ``name`` 8, ``external_data`` 13,
+``data_location`` 14 (0 DEFAULT, 1 EXTERNAL); SparseTensorProto ``values`` 1, ``indices`` 2;
+FunctionProto ``name`` 1, ``node`` 7, ``domain`` 10, ``attribute_proto`` 11 (attribute defaults);
+TrainingInfoProto ``initialization`` 1, ``algorithm`` 2.
 """
 
 from __future__ import annotations
@@ -17,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-_MAX_DEPTH = 8  # subgraphs nested deeper than this are not walked (no legitimate model does)
+_MAX_DEPTH = 8  # subgraphs nested deeper than this are not walked but refused (no real model is)
 
 
 class ProtoError(ValueError):
@@ -83,48 +100,181 @@ def _text(value: int | memoryview) -> str:
     return bytes(value).decode("utf-8", errors="replace")
 
 
+_MAX_NAME = 60  # characters of a (file-supplied) name quoted in a message
+_MAX_LISTED = 5  # externally stored tensors named one by one; the rest are counted
+
+
+def _quote(name: str) -> str:
+    return repr(name if len(name) <= _MAX_NAME else name[:_MAX_NAME] + "...")
+
+
 @dataclass(frozen=True)
 class ModelHeader:
-    """What a model file declares about itself, read without onnxruntime."""
+    """What a model file declares about itself, read without onnxruntime.
+
+    ``external`` locates every tensor whose bytes the file says are elsewhere (e.g. ``graph
+    'main' > initializer 'w'``); ``too_deep`` is where the walk stopped because subgraphs nest
+    deeper than it goes (empty: it read everything). Either makes the file more than data.
+    """
 
     ir_version: int
     opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
-    operators: frozenset[tuple[str, str]]  # (domain, op_type), subgraphs included
+    operators: frozenset[tuple[str, str]]  # (domain, op_type), subgraphs and functions included
     metadata: dict[str, str]
+    external: tuple[str, ...] = ()
+    too_deep: str = ""
+
+    def data_problems(self) -> list[str]:
+        """Why this file is not only data (an empty list: it is): one message per reason."""
+        problems: list[str] = []
+        if self.external:
+            listed = "; ".join(self.external[:_MAX_LISTED])
+            more = len(self.external) - _MAX_LISTED
+            if more > 0:
+                listed += f"; and {more} more"
+            n = len(self.external)
+            problems.append(
+                f"{n} tensor{'s' if n > 1 else ''} stored as external data (in a file outside "
+                f"the model, which onnxruntime would open): {listed}. A model must carry its own "
+                "weights: save it with every tensor inside the file"
+            )
+        if self.too_deep:
+            problems.append(
+                f"subgraphs nested more than {_MAX_DEPTH} levels deep ({self.too_deep}): "
+                "the reader does not walk that far, so the file is refused"
+            )
+        return problems
 
 
-def _operators(graph: memoryview, out: set[tuple[str, str]], depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        return
-    for number, _wire, value, _s, _e in fields(graph):
-        if number != 1 or not isinstance(value, memoryview):
-            continue
-        op, domain = "", ""
-        for n2, _w2, v2, _s2, _e2 in fields(value):
-            if n2 == 4:
-                op = _text(v2)
-            elif n2 == 7:
-                domain = _text(v2)
-            elif n2 == 5 and isinstance(v2, memoryview):
-                for n3, _w3, v3, _s3, _e3 in fields(v2):
-                    if n3 in (6, 11) and isinstance(v3, memoryview):
-                        _operators(v3, out, depth + 1)
-        out.add((domain, op))
+class _Walk:
+    """One pass over everything in a model that can hold a tensor or an operator."""
+
+    def __init__(self) -> None:
+        self.ops: set[tuple[str, str]] = set()
+        self.external: list[str] = []
+        self.too_deep = ""
+
+    def tensor(self, msg: int | memoryview, where: str) -> None:
+        """A TensorProto: external if it says so in either of its two ways."""
+        if not isinstance(msg, memoryview):
+            return
+        name, external = "", False
+        for number, _wire, value, _s, _e in fields(msg):
+            if number == 8:
+                name = _text(value)
+            # 13: an external_data entry (location, offset, length, checksum); 14: data_location,
+            # 0 DEFAULT, 1 EXTERNAL, anything else unknown (so refused too).
+            elif number == 13 or (number == 14 and value != 0):
+                external = True
+        if external:
+            self.external.append(f"{where} {_quote(name)}")
+
+    def sparse(self, msg: int | memoryview, where: str) -> None:
+        """A SparseTensorProto: its values and its indices are tensors."""
+        if not isinstance(msg, memoryview):
+            return
+        for number, _wire, value, _s, _e in fields(msg):
+            if number == 1:
+                self.tensor(value, f"{where} values")
+            elif number == 2:
+                self.tensor(value, f"{where} indices")
+
+    def graph(self, msg: int | memoryview, where: str, depth: int) -> None:
+        """A GraphProto: its nodes, initializers and sparse initializers."""
+        if not isinstance(msg, memoryview):
+            return
+        name = next((_text(v) for n, _w, v, _s, _e in fields(msg) if n == 2), "")
+        where = f"{where}graph {_quote(name)}"
+        if depth > _MAX_DEPTH:
+            self.too_deep = self.too_deep or where
+            return
+        for number, _wire, value, _s, _e in fields(msg):
+            if number == 1:
+                self.node(value, where, depth)
+            elif number == 5:
+                self.tensor(value, f"{where} > initializer")
+            elif number == 15:
+                self.sparse(value, f"{where} > sparse initializer")
+
+    def node(self, msg: int | memoryview, where: str, depth: int) -> None:
+        """A NodeProto: its operator, and every tensor or graph in its attributes."""
+        if not isinstance(msg, memoryview):
+            return
+        op = domain = name = ""
+        attributes: list[int | memoryview] = []
+        for number, _wire, value, _s, _e in fields(msg):
+            if number == 4:
+                op = _text(value)
+            elif number == 7:
+                domain = _text(value)
+            elif number == 3:
+                name = _text(value)
+            elif number == 5:
+                attributes.append(value)
+        self.ops.add((domain, op))
+        where = f"{where} > node {_quote(name)} ({_quote(op)[1:-1]})"
+        for attribute in attributes:
+            self.attribute(attribute, where, depth)
+
+    def attribute(self, msg: int | memoryview, where: str, depth: int) -> None:
+        """An AttributeProto: tensors, sparse tensors and graphs, single or in lists."""
+        if not isinstance(msg, memoryview):
+            return
+        name = next((_text(v) for n, _w, v, _s, _e in fields(msg) if n == 1), "")
+        where = f"{where} > attribute {_quote(name)}"
+        for number, _wire, value, _s, _e in fields(msg):
+            if number in (5, 10):  # t, tensors
+                self.tensor(value, f"{where} > tensor")
+            elif number in (22, 23):  # sparse_tensor, sparse_tensors
+                self.sparse(value, f"{where} > sparse tensor")
+            elif number in (6, 11):  # g, graphs (If, Loop, Scan, and any other op's)
+                self.graph(value, f"{where} > ", depth + 1)
+
+    def function(self, msg: int | memoryview) -> None:
+        """A model-local FunctionProto: its body's nodes and its attributes' default values."""
+        if not isinstance(msg, memoryview):
+            return
+        name = domain = ""
+        body: list[tuple[int, int | memoryview]] = []
+        for number, _wire, value, _s, _e in fields(msg):
+            if number == 1:
+                name = _text(value)
+            elif number == 10:
+                domain = _text(value)
+            elif number in (7, 11):
+                body.append((number, value))
+        where = f"function {_quote(name)} (domain {_quote(domain)})"
+        for number, value in body:
+            if number == 7:
+                self.node(value, where, 0)
+            else:
+                self.attribute(value, f"{where} > default", 0)
+
+    def training_info(self, msg: int | memoryview, index: int) -> None:
+        """A TrainingInfoProto: its initialization and algorithm graphs."""
+        if not isinstance(msg, memoryview):
+            return
+        for number, _wire, value, _s, _e in fields(msg):
+            if number == 1:
+                self.graph(value, f"training_info {index} initialization > ", 0)
+            elif number == 2:
+                self.graph(value, f"training_info {index} algorithm > ", 0)
 
 
 def read_header(data: bytes) -> ModelHeader:
-    """Read ir_version, opset imports, operators and metadata; raises :class:`ProtoError`."""
+    """Read ir_version, opset imports, operators and metadata, and find every tensor stored
+    outside the file; raises :class:`ProtoError` for bytes that are not an ONNX model."""
     ir_version = 0
     opsets: dict[str, int] = {}
-    ops: set[tuple[str, str]] = set()
     meta: dict[str, str] = {}
-    graphs = 0
+    walk = _Walk()
+    graphs = trainings = 0
     for number, _wire, value, _s, _e in fields(data):
         if number == 1 and isinstance(value, int):
             ir_version = value
         elif number == 7 and isinstance(value, memoryview):
             graphs += 1
-            _operators(value, ops, 0)
+            walk.graph(value, "", 0)
         elif number == 8 and isinstance(value, memoryview):
             domain, version = "", 0
             for n2, _w2, v2, _s2, _e2 in fields(value):
@@ -141,9 +291,16 @@ def read_header(data: bytes) -> ModelHeader:
                 elif n2 == 2:
                     val = _text(v2)
             meta[key] = val
+        elif number == 20:
+            walk.training_info(value, trainings)
+            trainings += 1
+        elif number == 25:
+            walk.function(value)
     if graphs != 1 or not opsets:
         raise ProtoError(f"not an ONNX model: {graphs} graphs, {len(opsets)} opset imports")
-    return ModelHeader(ir_version, opsets, frozenset(ops), meta)
+    return ModelHeader(
+        ir_version, opsets, frozenset(walk.ops), meta, tuple(walk.external), walk.too_deep
+    )
 
 
 def _encode_varint(n: int) -> bytes:

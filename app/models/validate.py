@@ -4,18 +4,23 @@ and the panel.
 A candidate file is untrusted: it is checked in a **separate process** with an address-space and
 a CPU-time limit (``resource.setrlimit``, set by the child itself before it imports onnxruntime)
 and a wall-clock timeout enforced by the parent, so a hostile or broken file can crash, hang or
-exhaust only that process. The parent checks the size first (default limit 64 MiB) and never
-parses the file itself.
+exhaust only that process. The child starts in an empty directory of its own, so what it does
+cannot depend on where the validator was run from. The parent checks the size first (default
+limit 64 MiB) and never parses the file itself.
 
-In the child, in order (independent checks all report; a failed stage stops the later ones):
+In the child, in order (independent checks all report; a failed stage stops the later ones), the
+same two stages as the engine's loader (:func:`app.engine.inference.load_model`):
 
-1. the file is a protobuf ONNX model (:mod:`.onnxproto`): truncated files and random bytes stop
-   here; its opsets and operators are listed for the messages below;
-2. onnxruntime loads it: an opset or an operator this onnxruntime does not implement is named;
-3. the contract (:func:`app.engine.inference.load_model`): metadata complete and well-formed,
-   every feature in the catalogue, one float input and one float output of the contract's shapes,
-   golden vectors reproduced within the declared tolerance through the path that trades;
-4. latency: the median :meth:`LoadedModel.predict` time must be within ``latency_factor`` times
+1. without onnxruntime (:func:`app.engine.model_contract.read_model_file`): the file is a protobuf
+   ONNX model (truncated files and random bytes stop here); it is only data (no tensor anywhere
+   stored as external data, no subgraphs nested deeper than the reader walks); the contract's
+   metadata is complete and well-formed, every feature is in the catalogue, the golden outputs
+   are probabilities. A file without a contract costs a parse, never a session;
+2. onnxruntime builds the session, once (:func:`app.engine.inference.open_model`): an opset or
+   an operator this onnxruntime does not implement is named; then one float input and one float
+   output of the contract's shapes, and the golden vectors reproduced within the declared
+   tolerance through the path that trades;
+3. latency: the median :meth:`LoadedModel.predict` time must be within ``latency_factor`` times
    a reference model's, measured now on this machine (the shipped default model), scaled by the
    size ratio of the two files, and within ``max_bar_share`` of one bar. Relative, because an
    emulated board (QEMU) is 10-50x slower than the real one: a fixed figure would trip there.
@@ -34,6 +39,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -192,29 +198,21 @@ def _memory_refusal(limits: ValidationLimits, detail: str) -> ValidationReport:
 
 def check_file(path: Path, limits: ValidationLimits) -> ValidationReport:
     """Every check, in this process (call it only inside the sandboxed child)."""
-    from app.models.onnxproto import ProtoError, read_header
+    from app.engine.model_contract import read_model_file
 
     problem = size_problem(path, limits)
     if problem is not None:
         return _refused(problem)
     data = path.read_bytes()
-    try:
-        header = read_header(data)
-    except ProtoError as exc:
-        return _refused(f"not an ONNX model, or truncated or corrupt: {exc}")
-    import onnxruntime as ort
-
-    from app.engine.inference import load_model, session_options
+    header, contract, problems = read_model_file(data)
+    if header is None or contract is None:
+        return _refused(*problems)
+    opsets = header.opsets
+    from app.engine.inference import load_model, open_model
     from app.errors import ModelError
 
     try:
-        ort.InferenceSession(
-            data, sess_options=session_options(), providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime's errors share no base class but Exception
-        return _refused(_load_problem(str(exc), header.opsets))
-    try:
-        model = load_model(path)
+        model = open_model(path, data, contract, explain=lambda text: _load_problem(text, opsets))
     except ModelError as exc:
         if any(_out_of_memory(p) for p in exc.problems):
             return _memory_refusal(limits, next(p for p in exc.problems if _out_of_memory(p)))
@@ -240,7 +238,7 @@ def check_file(path: Path, limits: ValidationLimits) -> ValidationReport:
         notes.append("no baseline model on this machine; latency checked per bar only")
     bar_budget = model.contract.bar_interval_s * 1e6 * limits.max_bar_share
     budget = bar_budget if budget is None else min(budget, bar_budget)
-    problems: list[str] = []
+    problems = []
     if latency > budget:
         problems.append(
             f"too slow: median inference {latency:.1f} us > budget {budget:.1f} us "
@@ -278,6 +276,9 @@ def _child_main(path: str, limits_json: str) -> int:
 
 
 def _child_cmd(path: Path, limits: ValidationLimits) -> list[str]:
+    # Absolute paths: the child runs in a directory of its own.
+    if limits.baseline is not None:
+        limits = replace(limits, baseline=limits.baseline.resolve())
     return [
         sys.executable,
         "-m",
@@ -286,6 +287,11 @@ def _child_cmd(path: Path, limits: ValidationLimits) -> list[str]:
         str(path.resolve()),
         limits.to_json(),
     ]
+
+
+def _child_dir() -> tempfile.TemporaryDirectory[str]:
+    """An empty directory for the child to run in: nothing a relative path could name."""
+    return tempfile.TemporaryDirectory(prefix="appliance-validate-")
 
 
 def _child_env() -> dict[str, str]:
@@ -325,13 +331,15 @@ def validate(path: Path | str, limits: ValidationLimits | None = None) -> Valida
     if problem is not None:
         return _refused(problem)
     try:
-        done = subprocess.run(
-            _child_cmd(path, limits),
-            capture_output=True,
-            timeout=limits.wall_s,
-            env=_child_env(),
-            check=False,
-        )
+        with _child_dir() as cwd:
+            done = subprocess.run(
+                _child_cmd(path, limits),
+                capture_output=True,
+                timeout=limits.wall_s,
+                env=_child_env(),
+                cwd=cwd,
+                check=False,
+            )
     except subprocess.TimeoutExpired:
         return _timeout(limits)
     return _verdict(done.returncode, done.stdout, done.stderr, limits)
@@ -346,18 +354,20 @@ async def validate_async(
     problem = size_problem(path, limits)
     if problem is not None:
         return _refused(problem)
-    proc = await asyncio.create_subprocess_exec(
-        *_child_cmd(path, limits),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_child_env(),
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), limits.wall_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return _timeout(limits)
+    with _child_dir() as cwd:
+        proc = await asyncio.create_subprocess_exec(
+            *_child_cmd(path, limits),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_child_env(),
+            cwd=cwd,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), limits.wall_s)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return _timeout(limits)
     return _verdict(proc.returncode or 0, out, err, limits)
 
 
