@@ -5,6 +5,13 @@ Pure ASGI middleware so that it also guards the SSE streams without buffering th
 login (or set-up) page, or 401 for htmx and non-GET requests. Every state-changing request, public
 or not, needs a valid CSRF token in the ``X-CSRF-Token`` header or, for url-encoded forms, the
 ``csrf_token`` field; anything else gets 403.
+
+Bodies: an anonymous request to a private path is refused before a byte of its body is read. Every
+other state-changing request's body is read here into memory, at most ``MAX_FORM_BYTES`` (checked
+from ``Content-Length`` first, then while it streams: 413 either way) and handed on from memory,
+so nothing behind the gate (Starlette's form parser spools large parts to temporary files) ever
+sees a larger one. The one exception is the model upload (``STREAMED_PATHS``, session required),
+which ``uploads.receive_upload`` streams to disk under its own limit.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from app.admin.state import Panel
 
 PUBLIC_PATHS = frozenset({"/login", "/setup"})
 MAX_FORM_BYTES = 256 * 1024
+STREAMED_PATHS = frozenset({"/models/upload"})
+# Multipart framing around an uploaded file: boundaries, part headers, the small fields.
+_UPLOAD_OVERHEAD = 64 * 1024
 
 
 def is_public(path: str) -> bool:
@@ -77,16 +87,23 @@ class Gate:
             await self._refuse(scope, receive, send, headers, panel, method)
             return
         if method not in csrf.SAFE_METHODS:
+            streamed = path in STREAMED_PATHS
+            limit = panel.cfg.upload_max_bytes + _UPLOAD_OVERHEAD if streamed else MAX_FORM_BYTES
+            body: bytes | None = b""
+            if _declared_length(headers) > limit:
+                body = None
+            elif not streamed:
+                body = await _read_body(receive, limit)
+            if body is None:
+                await PlainTextResponse(_too_large(limit), 413)(scope, receive, send)
+                return
+            if not streamed:
+                receive = _replay(body, receive)
             given = headers.get(csrf.HEADER, "")
             ctype = headers.get("content-type", "")
             if not given and ctype.startswith("application/x-www-form-urlencoded"):
-                body = await _read_body(receive)
-                if body is None:
-                    await PlainTextResponse("form too large", 413)(scope, receive, send)
-                    return
                 fields = parse_qs(body.decode("latin-1"), keep_blank_values=True)
                 given = fields.get(csrf.FIELD, [""])[0]
-                receive = _replay(body, receive)
             if not csrf.valid(panel.key, state["csrf_binding"], given):
                 await PlainTextResponse("CSRF token missing or invalid", 403)(scope, receive, send)
                 return
@@ -118,7 +135,22 @@ class Gate:
         await response(scope, receive, send)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+def _declared_length(headers: Headers) -> int:
+    """The ``Content-Length`` the client announced (0 when absent: the stream is counted)."""
+    try:
+        return int(headers.get("content-length", "0"))
+    except ValueError:
+        return 0  # the HTTP server refuses malformed lengths before the app sees them
+
+
+def _too_large(limit: int) -> str:
+    if limit >= 1024 * 1024:
+        return f"request body too large (at most {limit // (1024 * 1024)} MiB)"
+    return f"request body too large (at most {limit // 1024} KiB)"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes (the rest is never read)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -127,7 +159,7 @@ async def _read_body(receive: Receive) -> bytes | None:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_FORM_BYTES:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):

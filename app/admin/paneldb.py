@@ -70,6 +70,18 @@ class PanelDb:
         with self._lock:
             return fn(self._conn)
 
+    def atomic(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one write transaction (read-then-write decisions that must not race)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._conn)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            return result
+
     def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """One statement in its own transaction; returns the rowcount."""
         with self._lock:

@@ -1,8 +1,15 @@
 """Security headers on every response: a CSP with no inline script or style, nosniff, no
-referrer, no framing; and ``no-store`` on everything but the vendored static files."""
+referrer, no framing; and ``no-store`` on everything but the vendored static files.
+
+500s included: Starlette's own error middleware sits outside every user middleware, so its 500
+would go out bare. When the app raises before answering, this middleware answers the 500 itself
+(headers on, no detail) and re-raises, so the error is still logged by the server; the outer error
+middleware sees a response already started and sends nothing more.
+"""
 
 from __future__ import annotations
 
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = (
@@ -32,9 +39,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = str(scope.get("path", "")).startswith("/static/")
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers.extend(HEADERS)
                 if not static:
@@ -42,4 +52,10 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                error = PlainTextResponse("Internal Server Error", 500)
+                await error(scope, receive, send_with_headers)
+            raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,11 +12,15 @@ from app.admin.config import AdminConfig
 from app.admin.paneldb import PanelDb
 from app.admin.passwords import PasswordStore
 from app.admin.readers import EngineReader
+from app.admin.redact import PanelEngineClient
 from app.admin.secretfiles import load_or_create_key
 from app.admin.sessions import Session, Sessions
 from app.admin.throttle import Throttle
+from app.admin.uploads import remove_leftovers
 from app.clock import Clock
 from app.ctl import EngineClient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +42,9 @@ class Panel:
 
 def build_panel(cfg: AdminConfig, clock: Clock, tls_fingerprint: str = "") -> Panel:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    removed = remove_leftovers(cfg.uploads_dir)
+    if removed:
+        log.warning("removed %d upload(s) left by an earlier run", removed)
     pdb = PanelDb(cfg.panel_db)
     return Panel(
         cfg=cfg,
@@ -46,7 +54,7 @@ def build_panel(cfg: AdminConfig, clock: Clock, tls_fingerprint: str = "") -> Pa
         sessions=Sessions(cfg, pdb, clock),
         throttle=Throttle(cfg, pdb, clock),
         key=load_or_create_key(cfg.key_file),
-        engine=EngineClient(cfg.control_socket, cfg.control_timeout_s, actor="panel"),
+        engine=PanelEngineClient(cfg.control_socket, cfg.control_timeout_s, actor="panel"),
         reader=EngineReader(cfg.data_dir),
         tls_fingerprint=tls_fingerprint,
     )

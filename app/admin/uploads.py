@@ -46,6 +46,17 @@ def _prepare(dest_dir: Path) -> None:
     os.chmod(dest_dir, 0o750)  # noqa: S103 - the engine's group must read the upload
 
 
+def remove_leftovers(dest_dir: Path) -> int:
+    """Delete uploads a crashed panel left behind; returns how many. Called at the panel's start:
+    an upload belongs to the request that received it, and no request outlives the process."""
+    removed = 0
+    for leftover in dest_dir.glob("upload-*.onnx"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            removed += 1
+    return removed
+
+
 def _disposition(headers: dict[bytes, bytes]) -> tuple[str, str | None]:
     _, params = parse_options_header(headers.get(b"content-disposition", b""))
     name = params.get(b"name", b"").decode("utf-8", "replace")

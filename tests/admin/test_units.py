@@ -5,26 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import warnings
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from app.admin import charts
 from app.admin.alerts import post_alert
 from app.admin.config import AdminConfig
 from app.admin.paneldb import PanelDb
 from app.admin.passwords import (
+    HASH_SLOTS,
     PasswordStore,
     ensure_setup_code,
     make_context,
     use_setup_code,
 )
 from app.admin.readers import EngineReader, TradeFilter
+from app.admin.redact import hide_paths
+from app.admin.security import SecurityHeaders
 from app.admin.sessions import Sessions, hash_id
-from app.admin.throttle import Throttle
+from app.admin.state import build_panel
+from app.admin.throttle import Throttle, address_key, session_key
 from app.admin.uploads import UploadError, receive_upload
 from app.admin.views.settings import parse_risk, parse_symbols
 from app.clock import ManualClock
@@ -47,18 +58,110 @@ def pdb(cfg: AdminConfig) -> Iterator[PanelDb]:
 def test_throttle_grows_caps_and_forgets(cfg: AdminConfig, pdb: PanelDb) -> None:
     clock = ManualClock()
     throttle = Throttle(cfg, pdb, clock)
-    delays = [throttle.failure("10.0.0.1") for _ in range(14)]
+    delays = []
+    for _ in range(14):
+        claim = throttle.attempt("10.0.0.1")
+        assert claim.granted
+        delays.append(claim.delay_s)
+        clock.advance(claim.delay_s)
     assert delays[:2] == [0.0, 0.0]
     assert delays[2:6] == [1.0, 2.0, 4.0, 8.0]
     assert max(delays) == cfg.throttle_max_delay_s  # capped: never a permanent lock-out
+    throttle.attempt("10.0.0.1")
     assert throttle.wait_s("10.0.0.1") == cfg.throttle_max_delay_s
-    assert throttle.wait_s("10.0.0.2") == 0.0  # per client
+    assert throttle.wait_s("10.0.0.2") == 0.0  # per key
     clock.advance(cfg.throttle_max_delay_s)
     assert throttle.wait_s("10.0.0.1") == 0.0
     clock.advance(cfg.throttle_forget_after_s)
-    assert throttle.failure("10.0.0.1") == 0.0  # a quiet hour later it starts over
+    assert throttle.attempt("10.0.0.1").delay_s == 0.0  # a quiet hour later it starts over
     throttle.success("10.0.0.1")
     assert throttle.wait_s("10.0.0.1") == 0.0
+
+
+def test_throttle_counts_an_attempt_before_its_check(cfg: AdminConfig, pdb: PanelDb) -> None:
+    """Attempts that have not answered yet use up the allowance: no clock moves between them."""
+    throttle = Throttle(cfg, pdb, ManualClock())
+    claims = [throttle.attempt(address_key("10.0.0.1")) for _ in range(100)]
+    assert sum(c.granted for c in claims) == cfg.throttle_free_attempts
+    assert all(c.wait_s > 0 for c in claims[cfg.throttle_free_attempts :])
+    # Another key (a session's re-entered password) has its own allowance.
+    assert throttle.attempt(session_key("ab" * 32)).granted
+
+
+class _SlowContext:
+    """A stand-in for passlib's context that records how many checks overlap."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.calls = 0
+
+    def hash(self, password: str) -> str:
+        return "$fake$" + password
+
+    def verify(self, password: str, stored: str) -> bool:
+        self.running += 1
+        self.calls += 1
+        self.peak = max(self.peak, self.running)
+        time.sleep(0.02)
+        self.running -= 1
+        return stored == "$fake$" + password
+
+
+def test_password_checks_run_at_most_hash_slots_at_once(cfg: AdminConfig) -> None:
+    ctx = _SlowContext()
+    store = PasswordStore(cfg, ctx)
+    store.set("correct horse battery")
+
+    async def burst() -> list[bool]:
+        checks = [asyncio.ensure_future(store.check("wrong password!")) for _ in range(12)]
+        await asyncio.sleep(0.01)
+        checks[-1].cancel()  # a client that gave up: its slot is not freed before the thread ends
+        done = await asyncio.gather(*checks[:-1])
+        return [*done, await store.check("correct horse battery")]
+
+    results = asyncio.run(burst())
+    assert results == [False] * 11 + [True]
+    assert ctx.peak == HASH_SLOTS
+    assert ctx.calls in (12, 13)  # the cancelled one may or may not have started
+
+
+def test_a_500_carries_the_security_headers() -> None:
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("/srv/secret/path went wrong")
+
+    app = Starlette(routes=[Route("/boom", boom)], middleware=[Middleware(SecurityHeaders)])
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://panel") as client:
+            return await client.get("/boom")
+
+    response = asyncio.run(get())
+    assert response.status_code == 500
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert "/srv/secret" not in response.text
+
+
+def test_redact_hides_server_paths() -> None:
+    assert hide_paths("no socket at /srv/data/control.sock") == "no socket at control.sock"
+    up = "/srv/data/uploads/upload-0123.onnx"
+    assert hide_paths(f"cannot load {up}: bad", {up: "'m.onnx'"}) == "cannot load 'm.onnx': bad"
+    assert hide_paths("see https://example.com/a/b") == "see https://example.com/a/b"
+    assert hide_paths("1/2 of a/b") == "1/2 of a/b"
+
+
+def test_leftover_uploads_are_removed_at_start(cfg: AdminConfig) -> None:
+    cfg.uploads_dir.mkdir(parents=True)
+    (cfg.uploads_dir / "upload-00ff.onnx").write_bytes(b"x" * 10)
+    (cfg.uploads_dir / "keep.txt").write_bytes(b"x")
+    panel = build_panel(cfg, ManualClock())
+    try:
+        assert sorted(p.name for p in cfg.uploads_dir.iterdir()) == ["keep.txt"]
+    finally:
+        panel.db.close()
 
 
 def test_sessions_idle_and_absolute_timeouts(cfg: AdminConfig, pdb: PanelDb) -> None:

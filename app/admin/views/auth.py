@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -13,6 +11,7 @@ from app.admin.passwords import check_strength, consume_setup_code, use_setup_co
 from app.admin.render import render
 from app.admin.sessions import COOKIE
 from app.admin.state import client_of, panel_of
+from app.admin.throttle import address_key
 from app.admin.views.common import form_dict
 from app.errors import ConfigError
 
@@ -49,20 +48,22 @@ async def login_submit(request: Request) -> Response:
     panel = panel_of(request)
     client = client_of(request)
     agent = request.headers.get("user-agent", "")
-    wait = panel.throttle.wait_s(client)
-    if wait > 0:
+    key = address_key(client)
+    # Claimed before the body is parsed or the password checked: concurrent attempts cannot all
+    # pass the allowance (see ``throttle``).
+    claim = panel.throttle.attempt(key)
+    if not claim.granted:
         panel.db.audit_login(panel.clock.time_ns(), client, ADMIN_USER, "throttled", agent)
-        return _too_many(request, wait, "login.html")
+        return _too_many(request, claim.wait_s, "login.html")
     form = await form_dict(request)
-    if await asyncio.to_thread(panel.passwords.verify, form.get("password", "")):
-        panel.throttle.success(client)
+    if await panel.passwords.check(form.get("password", "")):
+        panel.throttle.success(key)
         panel.db.audit_login(panel.clock.time_ns(), client, ADMIN_USER, "ok", agent)
         return _start_session(request)
-    delay = panel.throttle.failure(client)
     panel.db.audit_login(panel.clock.time_ns(), client, ADMIN_USER, "wrong password", agent)
     error = "Wrong password."
-    if delay > 0:
-        error += f" Wait {delay:.0f} s before the next attempt."
+    if claim.delay_s > 0:
+        error += f" Wait {claim.delay_s:.0f} s before the next attempt."
     return await render(request, "login.html", {"error": error}, status_code=401)
 
 
@@ -93,16 +94,17 @@ async def setup_submit(request: Request) -> Response:
         return RedirectResponse("/login", 303)
     client = client_of(request)
     agent = request.headers.get("user-agent", "")
-    wait = panel.throttle.wait_s(client)
-    if wait > 0:
-        return _too_many(request, wait, "setup.html")
+    key = address_key(client)
+    claim = panel.throttle.attempt(key)
+    if not claim.granted:
+        return _too_many(request, claim.wait_s, "setup.html")
     form = await form_dict(request)
     if not use_setup_code(panel.cfg, form.get("code", ""), panel.clock):
-        panel.throttle.failure(client)
         panel.db.audit_login(panel.clock.time_ns(), client, ADMIN_USER, "wrong setup code", agent)
         return await render(
             request, "setup.html", {"error": "Wrong or expired set-up code."}, status_code=401
         )
+    panel.throttle.success(key)  # the code was right: a weak password is no wrong guess
     password, confirm = form.get("password", ""), form.get("confirm", "")
     error = ""
     if password != confirm:
@@ -114,8 +116,7 @@ async def setup_submit(request: Request) -> Response:
             error = str(exc).capitalize() + "."
     if error:
         return await render(request, "setup.html", {"error": error}, status_code=400)
-    await asyncio.to_thread(panel.passwords.set, password)
+    await panel.passwords.replace(password)
     consume_setup_code(panel.cfg)
-    panel.throttle.success(client)
     panel.db.audit_login(panel.clock.time_ns(), client, ADMIN_USER, "password set", agent)
     return _start_session(request)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 
-from app.admin.state import actor_of, client_of, panel_of
+from app.admin.state import actor_of, panel_of, session_of
+from app.admin.throttle import session_key
 from app.contract import A, R, Spec
 from app.ctl import Reply
 
@@ -28,15 +27,16 @@ async def form_dict(request: Request) -> dict[str, str]:
 async def check_password(request: Request, password: str) -> str:
     """Password re-entry for dangerous actions: '' when right, else the reason it was refused.
 
-    Wrong answers count against the same throttle as logins.
+    Throttled per session, never per address: wrong logins from the operator's own address (a
+    shared NAT, an attacker on the same network) must not block the logged-in operator. The
+    attempt is claimed before the check, like a login's.
     """
     panel = panel_of(request)
-    client = client_of(request)
-    wait = panel.throttle.wait_s(client)
-    if wait > 0:
-        return f"too many wrong passwords: try again in {wait:.0f} s"
-    if await asyncio.to_thread(panel.passwords.verify, password):
-        panel.throttle.success(client)
+    key = session_key(session_of(request).id_hash)
+    claim = panel.throttle.attempt(key)
+    if not claim.granted:
+        return f"too many wrong passwords: try again in {max(1, round(claim.wait_s))} s"
+    if await panel.passwords.check(password):
+        panel.throttle.success(key)
         return ""
-    panel.throttle.failure(client)
     return "wrong password"

@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import contract
+from app.admin.redact import hide_paths
 from app.admin.render import render
-from app.admin.state import panel_of
+from app.admin.state import actor_of, panel_of
 from app.admin.uploads import UploadError, receive_upload
 from app.admin.views.common import check_password, command, form_dict
 from app.ctl import Reply
@@ -52,19 +53,24 @@ async def upload(request: Request) -> Response:
             panel.cfg.upload_max_bytes,
         )
     except (UploadError, ValueError) as exc:
-        outcome = {"action": "upload", "ok": False, "error": str(exc)}
+        # receive_upload removed its partial file; the message names no server path.
+        outcome = {"action": "upload", "ok": False, "error": hide_paths(str(exc))}
         return await render(request, "_model_outcome.html", {"outcome": outcome}, status_code=400)
     try:
-        reply = await command(
-            request, contract.MODEL_ADD, contract.PathArgs(path=str(up.path), name=up.original_name)
+        reply = await panel.engine.call(
+            contract.MODEL_ADD,
+            contract.PathArgs(path=str(up.path), name=up.original_name),
+            actor=actor_of(request),
         )
     finally:
-        # The store keeps its own copy; a refused file is kept by nobody.
+        # The store keeps its own copy; a refused file is kept by nobody. (A crash in between
+        # leaves it for the next start: ``uploads.remove_leftovers``.)
         up.path.unlink(missing_ok=True)
     outcome = {
         "action": "upload",
         "ok": reply.ok,
-        "error": reply.error,
+        # The engine client already cut the upload's path to its (made-up) name: show the label.
+        "error": reply.error.replace(up.path.name, repr(up.original_name or "the upload")),
         "added": reply.result,
         "file": up.original_name,
         "size": up.size,

@@ -9,6 +9,7 @@ import io
 from datetime import UTC, date, datetime
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,11 +23,28 @@ SIDES = ("BUY", "SELL")
 CSV_MAX_ROWS = 100_000
 
 
-def _day_ns(text: str) -> int:
+# Dates the filters accept: nanosecond timestamps are signed 64-bit integers (SQLite's INTEGER),
+# which end in April 2262; the "until" day's end must fit too.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2261, 12, 31)
+MAX_PAGE = 1_000_000
+
+
+def bad_parameter(name: str, problem: str) -> HTTPException:
+    """A 400 that names the parameter and what it accepts (Starlette answers it as text)."""
+    return HTTPException(400, f"{name}: {problem}")
+
+
+def _day_ns(name: str, text: str) -> int:
+    """Midnight UTC of the ISO day ``text`` in ns; 0 for an empty value; else a 400."""
+    if not text:
+        return 0
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        return 0
+        raise bad_parameter(name, "expected a date as YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise bad_parameter(name, f"expected a date from {FIRST_DAY} to {LAST_DAY}")
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
@@ -35,22 +53,26 @@ def trade_filter(request: Request) -> tuple[TradeFilter, dict[str, str]]:
     symbol = q.get("symbol", "").strip().lower()[:20]
     side = q.get("side", "").upper()
     side = side if side in SIDES else ""
-    since, until = q.get("since", "")[:10], q.get("until", "")[:10]
-    until_ns = _day_ns(until)
+    since, until = q.get("since", "").strip(), q.get("until", "").strip()
+    until_ns = _day_ns("until", until)
     flt = TradeFilter(
         symbol=symbol,
         side=side,
-        since_ns=_day_ns(since),
+        since_ns=_day_ns("since", since),
         until_ns=until_ns + DAY_NS if until_ns else 0,
     )
     return flt, {"symbol": symbol, "side": side, "since": since, "until": until}
 
 
 def _page(request: Request) -> int:
+    text = request.query_params.get("page", "1")
     try:
-        return max(1, int(request.query_params.get("page", "1")))
+        page = int(text) if len(text) <= 12 else 0
     except ValueError:
-        return 1
+        page = 0
+    if not 1 <= page <= MAX_PAGE:
+        raise bad_parameter("page", f"expected a whole number from 1 to {MAX_PAGE}")
+    return page
 
 
 async def trades_context(request: Request) -> dict[str, Any]:

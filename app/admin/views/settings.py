@@ -5,7 +5,6 @@ alerts), and the password."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from decimal import Decimal, InvalidOperation
@@ -169,7 +168,7 @@ async def change_password(request: Request) -> Response:
             problem = str(exc)
     if problem:
         return await _outcome(request, {"action": "password", "ok": False, "error": problem}, 400)
-    await asyncio.to_thread(panel.passwords.set, form["new"])
+    await panel.passwords.replace(form["new"])
     session = request.state.session
     for other in panel.sessions.active():
         if other.id_hash != session.id_hash:
