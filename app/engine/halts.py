@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from app import contract
 from app.clock import Clock
@@ -62,6 +63,8 @@ class Probes:
     warmup: Callable[[], Mapping[str, str]]
     # "" while the trading database takes writes, else its last error.
     db_failing: Callable[[], str]
+    # Maintenance margin over equity of the venue in force (Binance liquidates at 1).
+    margin_ratio: Callable[[], Decimal] = lambda: Decimal(0)
 
 
 class Halts:
@@ -141,6 +144,13 @@ class Halts:
                     f"our clock is {offset} ms off the exchange's "
                     f"(at most {cfg.live.max_clock_offset_ms} ms)",
                 )
+        ratio = p.margin_ratio()
+        if ratio >= cfg.risk.max_margin_ratio:
+            add(
+                "margin_ratio",
+                f"margin ratio {ratio:.0%} (entries stop at {cfg.risk.max_margin_ratio:.0%}; "
+                "liquidation at 100%)",
+            )
         error = p.db_failing()
         if error:
             add("db_write", f"the trading database refuses writes: {error}")

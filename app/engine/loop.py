@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from app.binance.margin import MarginSettings
 from app.clock import Clock
 from app.config import PaperConfig, RiskConfig
 from app.engine.orders import ClientOrderIds
@@ -46,18 +47,26 @@ def paper_loop(
     on_event: Callable[[RiskEvent], None] = _ignore,
     on_state: Callable[[BreakerState], None] = _ignore,
     listener: Callable[[Portfolio, RiskGate], PaperListener] | None = None,
+    margin: MarginSettings | None = None,
 ) -> PaperLoop:
     """The gate (client order ids ``app-<boot>-<seq>``, breakers restored from ``breakers``) and
     a paper venue whose account starts at ``paper.initial_balance`` with ``positions``.
 
     ``listener`` builds the venue's listener from the portfolio and gate (the engine's makes
-    paper trading durable; a sandbox's counts its orders).
+    paper trading durable; a sandbox's counts its orders). ``margin``: the account's leverage,
+    margin type and brackets, for margin checks and liquidation at the mark (None: neither).
     """
     gate = RiskGate(
         risk, clock, ClientOrderIds(boot), state=breakers, on_event=on_event, on_state=on_state
     )
     book = Portfolio(paper.initial_balance, positions)
     venue = PaperExchange(
-        paper, clock, gate, book, filters, listener(book, gate) if listener is not None else None
+        paper,
+        clock,
+        gate,
+        book,
+        filters,
+        listener(book, gate) if listener is not None else None,
+        margin=margin,
     )
     return PaperLoop(gate, book, venue)

@@ -100,6 +100,7 @@ class RejectCode(StrEnum):
     NO_EQUITY = "no_equity"
     MAX_POSITION_NOTIONAL = "max_position_notional"
     MAX_LEVERAGE = "max_leverage"
+    LIQUIDATION_BUFFER = "liquidation_buffer"
     NOTHING_TO_REDUCE = "nothing_to_reduce"
     QTY_BELOW_MIN = "qty_below_min"
     NOTIONAL_BELOW_MIN = "notional_below_min"

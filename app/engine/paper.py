@@ -24,6 +24,17 @@ own price levels):
   bid (long) or ask (short) reaches one, a reduce-only market exit made by the gate is submitted.
 - **Funding**: on ``markPrice`` events, once the announced funding time has passed, the position
   pays or receives ``qty × mark × rate``.
+- **Margin** (with ``margin``, :class:`~app.engine.margin.MarginSettings`; Binance's rules from
+  :mod:`app.engine.margin`, the same as the simulator's): an entry whose initial margin
+  (``notional / leverage``, at its limit price or the mark) the available balance cannot carry
+  is rejected (``margin_insufficient``, Binance's -2019), as is one beyond the leverage's
+  maximum notional (-2027) or a leverage above the symbol's brackets (-4028). On every mark
+  price, a position whose margin balance (isolated: its wallet ``|qty| × entry / leverage`` plus
+  its unrealised PnL; cross: the whole equity) is at or below its maintenance margin is
+  liquidated at that mark price: its working orders are cancelled and an ``autoclose-<ms>``
+  order (purpose ``liquidation``) fills the whole position at the mark, its fee the clearance
+  fee capped by the margin left. It shows in the fills, the equity series and the journal.
+  Without ``margin`` there is no margin model (as before).
 - **Equity**: sampled at most every ``equity_interval_s`` for the panel and the gate's breakers.
 
 Hot path: :meth:`PaperExchange.on_book` and :meth:`PaperExchange.on_trade` run per message; with no
@@ -37,6 +48,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Protocol
 
+from app.binance import margin as mg
 from app.clock import Clock
 from app.config import PaperConfig
 from app.engine.book import OrderBook
@@ -136,8 +148,10 @@ class PaperExchange:
         portfolio: Portfolio,
         filters: Mapping[str, SymbolFilters],
         listener: PaperListener | None = None,
+        margin: mg.MarginSettings | None = None,
     ) -> None:
         self.cfg = cfg
+        self.margin = margin
         self.portfolio = portfolio
         self._clock = clock
         self._authority = authority
@@ -184,6 +198,8 @@ class PaperExchange:
         self._seen.add(order.client_id)
         w = _Working(order, now + self._latency_ns)
         problem = self._filter_problem(order)
+        if problem is None and self.margin is not None and not order.reduce_only:
+            problem = self._margin_problem(order)
         if problem is not None:
             w.status = OrderStatus.REJECTED
             update = w.update(now, problem)
@@ -213,6 +229,151 @@ class PaperExchange:
             price = (price / filters.tick_size).to_integral_value() * filters.tick_size
         failed = check_filters(filters, order.qty, price, reduce_only=order.reduce_only)
         return None if failed is None else f"{failed[0]}: {failed[1]}"
+
+    # -- margin --------------------------------------------------------------------------------
+
+    def _isolated_wallet(self, qty: Decimal, cost: Decimal) -> Decimal:
+        assert self.margin is not None
+        return abs(cost) / self.margin.leverage if qty and self.margin.isolated else ZERO
+
+    def _maint(self, symbol: str, notional: Decimal) -> Decimal:
+        assert self.margin is not None
+        return mg.maintenance_margin(self.margin.for_symbol(symbol), notional)
+
+    def available(self) -> Decimal:
+        """What new positions may still use as initial margin (Binance's available balance)."""
+        assert self.margin is not None
+        lev = self.margin.leverage
+        snap = self.portfolio.snapshot(0)
+        wallet = snap.equity - snap.unrealized
+        held = ZERO
+        cross_upnl = ZERO
+        for pos in self.portfolio.positions():
+            if not pos.qty:
+                continue
+            if self.margin.isolated:
+                held += self._isolated_wallet(pos.qty, pos.cost)
+            else:
+                held += pos.notional / lev
+                cross_upnl += pos.unrealized
+        for w in self._by_id.values():
+            o = w.order
+            if o.reduce_only or o.type is not OrderType.LIMIT or o.price is None:
+                continue
+            held += o.price * (o.qty - w.filled) / lev
+        return wallet + cross_upnl - held
+
+    def _margin_problem(self, order: Order) -> str | None:
+        """Binance's -4028, -2027 and -2019 for an order that may grow a position."""
+        m = self.margin
+        assert m is not None
+        bad = m.leverage_problem(order.symbol)
+        if bad is not None:
+            return f"leverage_invalid: {bad}"
+        pos = self.portfolio.position(order.symbol)
+        price = order.price or pos.mark
+        if price is None:
+            return None  # no price to judge by yet: the filters let it through alike
+        signed = order.qty * order.side.sign
+        growing = order.qty
+        if pos.qty and (pos.qty > 0) != (signed > 0):
+            growing = max(ZERO, order.qty - abs(pos.qty))
+        after = abs(pos.qty + signed) * price
+        cap = mg.max_notional(m.for_symbol(order.symbol), m.leverage)
+        if after > cap:
+            return (
+                f"max_notional_exceeded: position {after} > {cap} allowed at {m.leverage}x "
+                "(Binance -2027)"
+            )
+        required = price * growing / m.leverage
+        available = self.available()
+        if required > available:
+            return (
+                f"margin_insufficient: initial margin {required} > available {available} "
+                "(Binance -2019)"
+            )
+        return None
+
+    def _check_liquidation(self, symbol: str, ts: int) -> None:
+        """Liquidate what the mark prices no longer carry (see the module docstring)."""
+        m = self.margin
+        assert m is not None
+        if m.isolated:
+            pos = self.portfolio.position(symbol)
+            if not pos.qty or pos.mark is None:
+                return
+            balance = self._isolated_wallet(pos.qty, pos.cost) + pos.unrealized
+            if mg.should_liquidate(balance, self._maint(symbol, pos.notional)):
+                self._liquidate(symbol, ts)
+            return
+        open_ = [p for p in self.portfolio.positions() if p.qty]
+        if not open_:
+            return
+        maint = sum((self._maint(p.symbol, p.notional) for p in open_), ZERO)
+        if mg.should_liquidate(self.portfolio.snapshot(ts).equity, maint):
+            for p in open_:
+                if p.mark is not None:
+                    self._liquidate(p.symbol, ts)
+
+    def liquidation_price(self, symbol: str) -> Decimal | None:
+        """Binance's liquidation price of the position in ``symbol`` (None: flat or none)."""
+        m = self.margin
+        pos = self.portfolio.position(symbol)
+        if m is None or not pos.qty:
+            return None
+        entry = pos.cost / pos.qty
+        if m.isolated:
+            wallet = self._isolated_wallet(pos.qty, pos.cost)
+            return mg.isolated_liquidation_price(pos.qty, entry, wallet, m.for_symbol(symbol))
+        snap = self.portfolio.snapshot(0)
+        others = [
+            mg.Holding(p.symbol, p.qty, p.cost / p.qty, p.mark if p.mark is not None else entry)
+            for p in self.portfolio.positions()
+            if p.qty and p.symbol != symbol
+        ]
+        brackets = {h.symbol: m.for_symbol(h.symbol) for h in others}
+        brackets[symbol] = m.for_symbol(symbol)
+        holding = mg.Holding(symbol, pos.qty, entry, pos.mark if pos.mark is not None else entry)
+        return mg.cross_liquidation_price(holding, snap.equity - snap.unrealized, others, brackets)
+
+    def _liquidate(self, symbol: str, ts: int) -> None:
+        m = self.margin
+        assert m is not None
+        pos = self.portfolio.position(symbol)
+        mark = pos.mark
+        assert mark is not None and pos.qty
+        self.cancel_all(symbol, reason="liquidation")
+        qty = abs(pos.qty)
+        side = Side.SELL if pos.qty > 0 else Side.BUY
+        realized = pos.qty * mark - pos.cost
+        if m.isolated:
+            remaining = self._isolated_wallet(pos.qty, pos.cost) + realized
+        else:
+            # Closing at the mark turns unrealised into realised: the equity is what is left.
+            remaining = self.portfolio.snapshot(ts).equity
+        fee = mg.liquidation_fee(qty * mark, m.liquidation_fee, remaining)
+        # The exchange's own order, as Binance's liquidation engine sends it: not the gate's, so
+        # not sealed; it never goes through submit().
+        order = Order(
+            f"autoclose-{ts // 1_000_000}",
+            symbol,
+            side,
+            OrderType.MARKET,
+            qty,
+            None,
+            True,
+            None,
+            None,
+            ts,
+            "",
+            "liquidation",
+            b"",
+        )
+        w = _Working(order, ts, live=True)
+        w.filled, w.quote, w.fees = qty, mark * qty, fee
+        fill = Fill(order.client_id, symbol, side, mark, qty, fee, Liquidity.TAKER, ts)
+        self._armed.discard(symbol)
+        self._book(w, [fill], ts, f"liquidated at mark {mark}, clearance fee {fee}")
 
     def cancel(self, client_id: str, reason: str = "canceled") -> OrderUpdate | None:
         """Cancel a working order; None when it is not working (done or unknown)."""
@@ -317,6 +478,8 @@ class PaperExchange:
             if payment is not None:
                 self._listener.on_funding(payment)
         self._funding[symbol] = (event.ts_next_funding_ms, Decimal(event.funding_rate), settled)
+        if self.margin is not None:
+            self._check_liquidation(symbol, ts_ns)
         self.sample_equity(ts_ns)
 
     def sample_equity(self, ts_ns: int) -> None:

@@ -27,6 +27,14 @@ Sizing, for an entry of side *s* at price *P* with the model's win probability *
 
 An intent with an explicit ``qty`` is checked against the same limits instead of being sized.
 
+With the account's margin settings in the context (``RiskContext.margin``: leverage, margin type
+and the exchange's leverage brackets), an entry is also sized within the bracket (the position
+stays under the leverage's ``maxNotionalValue``), refused when the leverage exceeds the symbol's
+brackets, and refused when its ATR stop is not at least ``liquidation_buffer_atr`` ATRs before
+the position's liquidation price (Binance's formula, :mod:`app.binance.margin`): a stop past the
+liquidation price would never be reached. :func:`margin_ratio` gives the account's maintenance
+margin over its margin balance, for a margin-ratio breaker.
+
 Breakers (evaluated on every equity sample and again inside every check):
 
 - **kill switch** (:meth:`RiskGate.kill`): halts, and returns the orders that flatten every
@@ -54,6 +62,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeAlias
 
+from app.binance import margin as mg
 from app.clock import Clock
 from app.config import RiskConfig
 from app.engine.orders import (
@@ -108,6 +117,8 @@ class RiskContext:
     account: AccountSnapshot
     filters: SymbolFilters | None
     pending_qty: Mapping[str, Decimal] = field(default_factory=dict)
+    # The account's leverage, margin type and brackets; None: no liquidation check.
+    margin: mg.MarginSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,7 +483,7 @@ class RiskGate:
             return self._reject(intent, *blocked)
         if account.equity <= 0:
             return self._reject(intent, RejectCode.NO_EQUITY, f"equity is {account.equity}")
-        return self._check_entry(intent, filters, account, current, now)
+        return self._check_entry(intent, filters, account, current, now, context.margin)
 
     def _check_reduce(
         self, intent: Intent, filters: SymbolFilters, current: Decimal, now: int
@@ -518,9 +529,14 @@ class RiskGate:
         account: AccountSnapshot,
         current: Decimal,
         now: int,
+        margin: mg.MarginSettings | None = None,
     ) -> Decision:
         cfg = self.cfg
         equity = account.equity
+        if margin is not None:
+            bad = margin.leverage_problem(intent.symbol)
+            if bad is not None:
+                return self._reject(intent, RejectCode.MAX_LEVERAGE, bad)
         price = self._limit_price(intent, filters)
         at = price or intent.reference_price
         p = Decimal(intent.confidence).quantize(_CONFIDENCE_QUANTUM)
@@ -537,7 +553,12 @@ class RiskGate:
         sign = intent.side.sign
         # Room under each cap, in quantity, for a position moving from `current` towards `sign`.
         toward = current * sign  # > 0 when adding to the position, < 0 when reducing it
-        room_position = cfg.max_position_notional / at - toward
+        position_cap = cfg.max_position_notional
+        if margin is not None:
+            # The bracket's maxNotionalValue at this leverage is a position limit as well.
+            bracket_cap = mg.max_notional(margin.for_symbol(intent.symbol), margin.leverage)
+            position_cap = min(position_cap, bracket_cap)
+        room_position = position_cap / at - toward
         held = account.positions.get(intent.symbol)
         others = account.gross_notional - (held.notional if held is not None else ZERO)
         room_leverage = (cfg.max_leverage * equity - others) / at - toward
@@ -554,7 +575,7 @@ class RiskGate:
                 qty < min_qty(filters) or (qty * at < filters.min_notional)
             ):
                 limit = (
-                    f"max position notional {cfg.max_position_notional}"
+                    f"max position notional {position_cap}"
                     if binding is RejectCode.MAX_POSITION_NOTIONAL
                     else f"max leverage {cfg.max_leverage} (other gross {others}, equity {equity})"
                 )
@@ -578,8 +599,7 @@ class RiskGate:
                 return self._reject(
                     intent,
                     RejectCode.MAX_POSITION_NOTIONAL,
-                    f"{intent.symbol}: position notional would be {new} > "
-                    f"{cfg.max_position_notional}",
+                    f"{intent.symbol}: position notional would be {new} > {position_cap}",
                 )
             if qty > room_leverage:
                 gross = others + abs(current + sign * qty) * at
@@ -592,6 +612,10 @@ class RiskGate:
         if failed is not None:
             return self._reject(intent, *failed)
         stop, take_profit = _brackets(intent, at, filters, cfg)
+        if margin is not None and stop is not None:
+            problem = _liquidation_problem(intent, account, current, qty, at, stop, margin, cfg)
+            if problem is not None:
+                return self._reject(intent, RejectCode.LIQUIDATION_BUFFER, problem)
         order = self._order(
             intent.symbol,
             intent.side,
@@ -606,6 +630,70 @@ class RiskGate:
             purpose="entry",
         )
         return Approved(order)
+
+
+def _liquidation_problem(
+    intent: Intent,
+    account: AccountSnapshot,
+    current: Decimal,
+    qty: Decimal,
+    at: Decimal,
+    stop: Decimal,
+    margin: mg.MarginSettings,
+    cfg: RiskConfig,
+) -> str | None:
+    """Why the stop is too near (or past) the liquidation price of the position after the
+    entry, or None. A few Decimal operations and at most one pass over the brackets."""
+    sign = intent.side.sign
+    new_qty = current + sign * qty
+    if not new_qty or (new_qty > 0) != (sign > 0):
+        return None  # the entry closes or reduces: no new exposure to liquidate
+    held = account.positions.get(intent.symbol)
+    if current and (current > 0) == (sign > 0) and held is not None and held.entry_price:
+        entry = (abs(current) * held.entry_price + qty * at) / abs(new_qty)
+    else:
+        entry = at
+    brackets = margin.for_symbol(intent.symbol)
+    if margin.isolated:
+        wallet = mg.isolated_wallet(new_qty, entry, margin.leverage)
+        lp = mg.isolated_liquidation_price(new_qty, entry, wallet, brackets)
+        how = "isolated"
+    else:
+        others = [
+            mg.Holding(v.symbol, v.qty, v.entry_price or at, v.mark or at)
+            for v in account.positions.values()
+            if v.symbol != intent.symbol and v.qty
+        ]
+        table = {h.symbol: margin.for_symbol(h.symbol) for h in others}
+        table[intent.symbol] = brackets
+        holding = mg.Holding(intent.symbol, new_qty, entry, at)
+        lp = mg.cross_liquidation_price(holding, account.equity - account.unrealized, others, table)
+        how = "cross"
+    if lp is None:
+        return None
+    buffer_atr = cfg.liquidation_buffer_atr
+    room = (stop - lp) * sign  # > 0 when the stop comes first
+    if room >= buffer_atr * intent.atr:
+        return None
+    tier = mg.bracket_for(brackets, abs(new_qty) * lp)
+    where = "past" if room <= 0 else "too near"
+    return (
+        f"{intent.symbol}: stop {stop} is {where} the liquidation price {lp:.2f} "
+        f"({abs(new_qty)} at {entry:.2f}, {margin.leverage}x {how}, bracket {tier.bracket}: "
+        f"mmr {tier.maint_margin_ratio}, cum {tier.cum}); it must come at least "
+        f"{buffer_atr} ATR ({buffer_atr * intent.atr}) before it"
+    )
+
+
+def margin_ratio(account: AccountSnapshot, brackets: Mapping[str, mg.Brackets]) -> Decimal:
+    """The account's margin ratio: maintenance margin of every position (its bracket at the
+    mark) over the margin balance (equity). Binance liquidates at 1 (100 %); ``Infinity`` when
+    the equity is gone; 0 when flat. A symbol missing from ``brackets`` uses the defaults."""
+    maint = ZERO
+    for view in account.positions.values():
+        table = brackets.get(view.symbol) or mg.default_brackets(view.symbol)
+        maint += mg.maintenance_margin(table, view.notional)
+    return mg.margin_ratio(maint, account.equity)
 
 
 def _validate(intent: Intent, filters: SymbolFilters | None) -> str | None:

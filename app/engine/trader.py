@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
 
+from app.binance.margin import MarginSettings
 from app.clock import Clock
 from app.engine.book import OrderBook
 from app.engine.events import AggTrade, DepthUpdate, Event, MarkPriceUpdate
@@ -108,6 +109,7 @@ class Trader:
         blocked: Callable[[str], str],
         *,
         decide_every_event: bool = False,
+        margin: MarginSettings | None = None,
     ) -> None:
         self.symbols = tuple(s.upper() for s in symbols)
         # The contract decides at bar closes; deciding on every event (the window as of the
@@ -121,6 +123,8 @@ class Trader:
         self._books = books
         # Symbol -> "" when entries may go, else the blocking condition's code (app.engine.halts).
         self._blocked = blocked
+        # Leverage, margin type and brackets: the gate's liquidation check (None: none).
+        self._margin = margin
         self._generation = -1
         self._state: dict[str, _Symbol] = {}
         self.stats = TraderStats()
@@ -283,7 +287,9 @@ class Trader:
             model_version=model.contract.model_version,
             ts_ns=now,
         )
-        context = RiskContext(venue.snapshot(now), self._filters.get(symbol), venue.pending_qty())
+        context = RiskContext(
+            venue.snapshot(now), self._filters.get(symbol), venue.pending_qty(), self._margin
+        )
         decision = self._gate.check(intent, context)
         if isinstance(decision, Approved):
             venue.submit(decision.order)

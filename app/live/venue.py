@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.clock import Clock
+from app.config import LiveConfig
 from app.engine.book import OrderBook
 from app.engine.events import AggTrade, MarkPriceUpdate
 from app.engine.orders import (
@@ -65,7 +66,6 @@ from app.errors import (
 from app.live import journal as j
 from app.live.client import ExchangeClient, Params, dec
 from app.live.journal import JournalFill, OrderJournal
-from app.config import LiveConfig
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,24 @@ def fill_from_stream(o: Mapping[str, Any]) -> JournalFill:
     )
 
 
+def forced_close(o: Mapping[str, Any]) -> str | None:
+    """``"liquidation"`` or ``"adl"`` when an ``ORDER_TRADE_UPDATE``'s order is the exchange's
+    own forced close, else None. Binance marks them by client id: ``autoclose-...`` a
+    liquidation, ``adl_autoclose`` an auto-deleverage (and ``settlement_autoclose-`` a delisting
+    settlement, reported as a liquidation too: the position was closed for us); the order type
+    of a liquidation is ``LIQUIDATION``."""
+    client_id = str(o.get("c", ""))
+    if client_id.startswith("adl_autoclose") or o.get("o") == "ADL":
+        return "adl"
+    if (
+        client_id.startswith(("autoclose-", "settlement_autoclose-"))
+        or o.get("o") == "LIQUIDATION"
+        or o.get("ot") == "LIQUIDATION"
+    ):
+        return "liquidation"
+    return None
+
+
 def fill_from_trade(row: Mapping[str, Any]) -> JournalFill:
     """A fill from a ``GET /fapi/v1/userTrades`` row (no client id: the journal maps it)."""
     return JournalFill(
@@ -206,6 +224,9 @@ class LiveVenue:
         self.resent = 0
         self._chaos = os.environ.get(CHAOS_ENV, "")
         self._resync_lock = asyncio.Lock()
+        # (kind "liquidation"/"adl", symbol, ts_ns) of every forced close seen on the stream,
+        # for the engine's alarm; the engine pops what it has raised.
+        self.forced_closes: list[tuple[str, str, int]] = []
 
     # -- the Venue protocol (hot path: no I/O here) ---------------------------------------------
 
@@ -505,6 +526,17 @@ class LiveVenue:
                 filled_qty=str(o["z"]),
                 avg_price=str(o["ap"]),
             )
+            forced = forced_close(o)
+            if forced is not None and o.get("x") == "TRADE":
+                # Not ours: the exchange closed the position. Journalled as what it is, so the
+                # engine can alarm on it (kind "liquidation" or "adl").
+                log.error(
+                    "%s on %s: %s %s at %s", forced, o.get("s"), o.get("S"), o.get("l"), o.get("L")
+                )
+                await self.journal.record(
+                    client_id, forced, doc, now, detail=f"{forced} of {o.get('s')}"
+                )
+                self.forced_closes.append((forced, str(o.get("s", "")), now))
             if o.get("x") == "TRADE":
                 await self.apply_fills([fill_from_stream(o)])
             w = self._live.get(client_id)

@@ -42,8 +42,16 @@ from typing import Any
 import msgspec
 
 from app import native
+from app.binance.margin import MarginSettings, default_brackets
 from app.clock import ManualClock
-from app.config import ExchangeConfig, FeedConfig, PaperConfig, RiskConfig, StoreConfig
+from app.config import (
+    ExchangeConfig,
+    FeedConfig,
+    LiveConfig,
+    PaperConfig,
+    RiskConfig,
+    StoreConfig,
+)
 from app.engine import gcpolicy
 from app.engine.book import OrderBook
 from app.engine.decode import decode_depth_snapshot
@@ -168,7 +176,13 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
     feed = FeedConfig(symbols=tuple(s.lower() for s in symbols), depth_mode="diff")
     store = StoreConfig(queue_max=10**9)
     recorder = Recorder(store, Path("/nonexistent"), clock)  # never started: no disk write
-    risk_cfg, paper_cfg = RiskConfig(), PaperConfig()
+    risk_cfg, paper_cfg, live_cfg = RiskConfig(), PaperConfig(), LiveConfig()
+    # Margin checks and liquidation at the mark, as the engine runs them.
+    margin = MarginSettings(
+        live_cfg.leverage,
+        live_cfg.margin_type == "ISOLATED",
+        {s: default_brackets(s) for s in symbols},
+    )
     books: dict[str, OrderBook] = {}
     trader = Trader(
         symbols,
@@ -180,6 +194,7 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         books,
         lambda symbol: "",
         decide_every_event=ns.decide == "event",
+        margin=margin,
     )
     market_ref: list[MarketData] = []
 
@@ -215,6 +230,7 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
             filters,
             # The engine's own listener, its writes dropped: the database is not what is timed.
             listener=lambda book, gate: PaperJournal(lambda fn: None, book, gate),
+            margin=margin,
         )
         gate, venue = built.gate, built.venue
         trader.attach(gate, venue, market.books)

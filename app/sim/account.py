@@ -5,8 +5,13 @@ the fill's notional times the taker (0.04 %) or maker (0.02 %) rate, in USDT, ro
 decimals; adding to a position moves its entry price to the quantity-weighted average; reducing it
 realizes ``closed qty * (fill price - entry) * direction``; unrealized PnL is
 ``amount * (mark - entry)``; initial margin is ``notional / leverage`` at the mark price; funding
-pays ``-amount * mark * rate`` at each funding time. Simplifications: one USDT asset, a flat
-maintenance rate, no liquidation, one leverage bracket.
+pays ``-amount * mark * rate`` at each funding time. Margin follows :mod:`app.engine.margin`
+(the library the paper exchange and the risk gate use too): per-symbol leverage brackets
+(BTCUSDT's published tiers), maintenance margin ``notional × mmr − cum`` at the mark, Binance's
+liquidation price for isolated and cross positions, and liquidation at the mark price (see
+:meth:`app.sim.orders.Exchange.liquidate`). An isolated position's wallet is
+``|amount| × entry / leverage`` (no margin added or removed). Simplifications: one USDT asset;
+hedge-mode positions use the one-way formula per side.
 
 Everything lives in memory: a simulator restart starts a fresh account (engine disconnects do not).
 """
@@ -18,16 +23,13 @@ import string
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from app.binance import margin
 from app.sim.config import TradingSettings
 from app.sim.symbols import SymbolSpec
 
 ASSET = "USDT"
 TAKER_RATE = Decimal("0.0004")
 MAKER_RATE = Decimal("0.0002")
-MAINT_RATE = Decimal("0.004")
-MAX_LEVERAGE = 125
-# One bracket for every symbol: the notional allowed at 1x, divided by the leverage.
-_MAX_NOTIONAL_1X = 250_000_000
 ZERO = Decimal(0)
 _E8 = Decimal("0.00000001")
 
@@ -152,6 +154,7 @@ class Account:
     fills: list[Fill] = field(default_factory=list)
     income: list[Income] = field(default_factory=list)
     alias: str = ""
+    brackets: dict[str, margin.Brackets] = field(default_factory=dict)
     _next_trade: int = 0
     _next_tran: int = 0
 
@@ -161,6 +164,8 @@ class Account:
         self._next_trade = rng.randrange(10**8, 10**9)
         self._next_tran = rng.randrange(10**9, 10**10)
         self.alias = "".join(rng.choice(string.ascii_letters) for _ in range(4))
+        for symbol in self.specs:
+            self.brackets.setdefault(symbol, margin.default_brackets(symbol))
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -219,8 +224,90 @@ class Account:
         upnl, im, iso = self.cross_totals()
         return self.wallet - iso + upnl - im - open_order_im
 
-    def max_notional(self, symbol: str) -> int:
-        return _MAX_NOTIONAL_1X // self.settings(symbol).leverage
+    def symbol_brackets(self, symbol: str) -> margin.Brackets:
+        found = self.brackets.get(symbol)
+        if found is None:
+            found = self.brackets[symbol] = margin.default_brackets(symbol)
+        return found
+
+    def max_notional(self, symbol: str) -> Decimal:
+        """``maxNotionalValue``: the largest position the symbol's leverage allows."""
+        return margin.max_notional(self.symbol_brackets(symbol), self.settings(symbol).leverage)
+
+    def maint(self, pos: Position) -> Decimal:
+        """Maintenance margin of ``pos`` at the mark (its bracket's ``mmr`` and ``cum``)."""
+        if pos.amt == 0:
+            return ZERO
+        notional = abs(pos.amt) * self.mark(pos.symbol)
+        return margin.maintenance_margin(self.symbol_brackets(pos.symbol), notional)
+
+    def holding(self, pos: Position) -> margin.Holding:
+        return margin.Holding(
+            pos.symbol, pos.amt, pos.entry, self.mark(pos.symbol), self.isolated_wallet(pos)
+        )
+
+    def liquidation_price(self, pos: Position) -> Decimal | None:
+        """Binance's liquidation price of ``pos`` (None when flat or it cannot be liquidated)."""
+        if pos.amt == 0:
+            return None
+        if self.settings(pos.symbol).isolated:
+            return margin.isolated_liquidation_price(
+                pos.amt, pos.entry, self.isolated_wallet(pos), self.symbol_brackets(pos.symbol)
+            )
+        _, _, iso = self.cross_totals()
+        others = [
+            self.holding(p)
+            for p in self.positions.values()
+            if p is not pos and p.amt != 0 and not self.settings(p.symbol).isolated
+        ]
+        brackets = {h.symbol: self.symbol_brackets(h.symbol) for h in others}
+        brackets[pos.symbol] = self.symbol_brackets(pos.symbol)
+        return margin.cross_liquidation_price(
+            self.holding(pos), self.wallet - iso, others, brackets
+        )
+
+    def cross_maint(self) -> Decimal:
+        return sum(
+            (
+                self.maint(p)
+                for p in self.positions.values()
+                if p.amt != 0 and not self.settings(p.symbol).isolated
+            ),
+            ZERO,
+        )
+
+    def total_maint(self) -> Decimal:
+        return sum((self.maint(p) for p in self.positions.values()), ZERO)
+
+    def to_liquidate(self) -> list[Position]:
+        """Positions whose margin no longer covers their maintenance margin, at the marks now.
+
+        An isolated position is judged alone (its wallet + its unrealised PnL); the cross
+        positions together (cross wallet + every cross unrealised PnL), and go together.
+        """
+        doomed: list[Position] = []
+        cross: list[Position] = []
+        for pos in self.positions.values():
+            if pos.amt == 0:
+                continue
+            if self.settings(pos.symbol).isolated:
+                balance = self.isolated_wallet(pos) + self.unrealized(pos)
+                if margin.should_liquidate(balance, self.maint(pos)):
+                    doomed.append(pos)
+            else:
+                cross.append(pos)
+        if cross:
+            upnl, _, iso = self.cross_totals()
+            if margin.should_liquidate(self.wallet - iso + upnl, self.cross_maint()):
+                doomed.extend(cross)
+        return doomed
+
+    def remaining_margin(self, pos: Position, realized: Decimal) -> Decimal:
+        """Margin left once ``pos`` is closed with ``realized`` PnL (before any fee)."""
+        if self.settings(pos.symbol).isolated:
+            return self.isolated_wallet(pos) + realized
+        upnl, _, iso = self.cross_totals()
+        return self.wallet - iso + upnl - self.unrealized(pos) + realized
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -239,13 +326,22 @@ class Account:
         qty: Decimal,
         maker: bool,
         t: int,
+        fee: Decimal | None = None,
+        fee_income: str = "COMMISSION",
     ) -> Fill:
-        """Book one fill: position, realized PnL, commission, wallet, income, trade history."""
+        """Book one fill: position, realized PnL, commission, wallet, income, trade history.
+
+        ``fee`` replaces the maker/taker commission (a liquidation's clearance fee, booked as
+        income of type ``fee_income``).
+        """
         pos = self.position(spec.symbol, position_side)
         signed = qty if side == "BUY" else -qty
         realized = round8(_trade(pos, signed, price))
         quote = price * qty
-        commission = round8(quote * (MAKER_RATE if maker else TAKER_RATE))
+        if fee is None:
+            commission = round8(quote * (MAKER_RATE if maker else TAKER_RATE))
+        else:
+            commission = round8(fee)
         pos.realized += realized
         pos.update_time = t
         self.wallet += realized - commission
@@ -272,7 +368,7 @@ class Account:
         if realized:
             self._add_income(spec.symbol, "REALIZED_PNL", realized, t, str(fill.trade_id))
         if commission:
-            self._add_income(spec.symbol, "COMMISSION", -commission, t, str(fill.trade_id))
+            self._add_income(spec.symbol, fee_income, -commission, t, str(fill.trade_id))
         return fill
 
     def fund(self, symbol: str, rate: Decimal, t: int) -> list[Position]:

@@ -72,6 +72,8 @@ class SymbolMarket:
         self.last_event_ms = start_ms
         self.last_tx_ms = start_ms
         self.mark_e8 = self.index_e8 = 0
+        # A mark price pinned from outside (``POST /_sim/mark``), in 1e-8; None: it floats.
+        self.mark_pin_e8: int | None = None
         self.funding_e8 = 10_000
         self.klines = KlineSeries(
             spec,
@@ -337,6 +339,9 @@ class SymbolMarket:
         self.index_e8 = mid_e8 + mid_e8 * rng.choice(Z_MILLI) // 20_000_000
         self.premium_ppm = max(-500, min(500, self.premium_ppm + rng.randrange(-10, 11)))
         self.mark_e8 = self.index_e8 + self.index_e8 * self.premium_ppm // 1_000_000
+        if self.mark_pin_e8 is not None:
+            # After the draws above, so pinning never shifts the seeded market's randomness.
+            self.mark_e8 = self.mark_pin_e8
         self.funding_e8 = max(-300_000, min(300_000, 10_000 + self.premium_ppm * 10))
 
     def next_funding_ms(self, t: int) -> int:

@@ -10,6 +10,12 @@
   MARKET, ``ot`` stays); ``closePosition`` closes whatever position there is then. All this runs
   in the market's step, so protective stops fire with no client connected.
 * Funding is settled at each funding time with the market's rate and mark price.
+* Margin (:mod:`app.engine.margin`): leverage above the symbol's first bracket is refused (-4028),
+  a position beyond the leverage's ``maxNotionalValue`` (-2027), an order whose initial margin
+  the available balance cannot carry (-2019). When a mark price moves a position's margin to its
+  maintenance margin, the position is liquidated at that mark price (:meth:`Exchange.liquidate`):
+  its open orders are cancelled, a ``LIQUIDATION`` order with an ``autoclose-`` client id fills
+  on the user-data stream, and the clearance fee is charged (income ``INSURANCE_CLEAR``).
 
 Our orders take liquidity from a copy of the book only: the seeded market itself never sees them
 (no market impact), so the market data stays a pure function of the seed.
@@ -24,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from app.binance import margin
 from app.sim.account import ASSET, ZERO, Account, Fill, Position, dec_str, money
 from app.sim.apierror import ApiError
 from app.sim.auth import missing
@@ -416,7 +423,12 @@ class Exchange:
             pos = acct.position(spec.symbol, "BOTH")
             if pos.amt and (pos.amt > 0) != order.buy:
                 growing = max(ZERO, growing - abs(pos.amt))
-        required = ref_price * growing / acct.settings(spec.symbol).leverage
+        leverage = acct.settings(spec.symbol).leverage
+        pos = acct.position(spec.symbol, order.position_side)
+        after = abs(pos.amt + (growing if order.buy else -growing)) * ref_price
+        if after > acct.max_notional(spec.symbol):
+            raise ApiError(-2027, "Exceeded the maximum allowable position at current leverage.")
+        required = ref_price * growing / leverage
         if required > acct.available(self.open_order_im()):
             raise ApiError(-2019, "Margin is insufficient.")
 
@@ -559,9 +571,90 @@ class Exchange:
                     and self._triggered(order, self._reference_ticks(order))
                 ):
                     self._trigger(order, market, t_end)
+        if mark_changed:
+            self.check_liquidations(t_end)
         if t_end >= self._next_funding.get(symbol, t_end + 1):
             self._next_funding[symbol] = market.next_funding_ms(t_end)
             self._settle_funding(market, self._next_funding[symbol] - market.funding_interval_ms)
+
+    def on_mark_forced(self, market: SymbolMarket, now: int) -> None:
+        """The mark price was set from outside (``POST /_sim/mark``): value and liquidate now."""
+        if self._note_mark(market):
+            self.check_liquidations(now)
+
+    # -- liquidation ---------------------------------------------------------------------------
+
+    def check_liquidations(self, t: int) -> list[Fill]:
+        """Liquidate every position whose margin is at or below its maintenance margin."""
+        fills: list[Fill] = []
+        doomed = self.account.to_liquidate()
+        for pos in doomed:
+            if pos.amt != 0:  # a cross sibling may already be gone
+                fills.append(self.liquidate(pos, t))
+        return fills
+
+    def liquidate(self, pos: Position, t: int) -> Fill:
+        """Close ``pos`` at the mark price as Binance's liquidation engine does.
+
+        Open orders of the symbol are cancelled first; the close is a ``LIQUIDATION`` order
+        (``autoclose-<time>``, IOC, reduce-only) filled at the mark; its commission is the
+        clearance fee ``|notional| × liquidationFee``, capped by the margin left
+        (:func:`app.engine.margin.liquidation_fee`).
+        """
+        acct = self.account
+        spec = acct.specs[pos.symbol]
+        for order in list(self.open.get(pos.symbol, ())):
+            self._finish(order, "CANCELED", t)
+        mark = acct.mark(pos.symbol)
+        qty = abs(pos.amt)
+        side = "SELL" if pos.amt > 0 else "BUY"
+        realized = qty * (mark - pos.entry) * (1 if pos.amt > 0 else -1)
+        fee = margin.liquidation_fee(
+            qty * mark, margin.DEFAULT_LIQUIDATION_FEE, acct.remaining_margin(pos, realized)
+        )
+        steps = int(qty.scaleb(spec.qty_precision)) // spec.step
+        ticks = int(mark.scaleb(spec.price_precision)) // spec.tick
+        order = Order(
+            spec,
+            self._new_id(),
+            f"autoclose-{t}",
+            side,
+            "LIQUIDATION",
+            "LIQUIDATION",
+            "IOC",
+            steps,
+            ticks,
+            0,
+            True,
+            False,
+            pos.side,
+            "CONTRACT_PRICE",
+            False,
+            t,
+            update_time=t,
+        )
+        self.orders[order.order_id] = order
+        self._by_client[(spec.symbol, order.client_order_id)] = order
+        self._event(order, "NEW", t)
+        fill = acct.apply_fill(
+            spec,
+            order.order_id,
+            order.client_order_id,
+            side,
+            pos.side,
+            mark,
+            qty,
+            False,
+            t,
+            fee=fee,
+            fee_income="INSURANCE_CLEAR",
+        )
+        order.executed = steps
+        order.cum_quote = fill.quote
+        order.status = "FILLED"
+        self._event(order, "TRADE", t, fill)
+        self._account_event("ORDER", t, [pos])
+        return fill
 
     def _fill_on_trade(self, order: Order, t: int, price: int, qty: int, buyer_taker: bool) -> None:
         # A sell taker trading below our bid (or a buy taker above our ask) went through us;
@@ -610,9 +703,20 @@ class Exchange:
         self.market(symbol)
         if not leverage_text:
             raise missing("leverage")
-        if not leverage_text.isdigit() or not 1 <= int(leverage_text) <= 125:
+        top = self.account.symbol_brackets(symbol)[0].initial_leverage
+        if not leverage_text.isdigit() or not 1 <= int(leverage_text) <= top:
             raise ApiError(-4028, f"Leverage {leverage_text} is not valid")
         leverage = int(leverage_text)
+        pos_notional = sum(
+            (
+                abs(p.amt) * self.account.mark(symbol)
+                for p in self.account.positions.values()
+                if p.symbol == symbol
+            ),
+            ZERO,
+        )
+        if pos_notional > margin.max_notional(self.account.symbol_brackets(symbol), leverage):
+            raise ApiError(-2027, "Exceeded the maximum allowable position at current leverage.")
         self.account.settings(symbol).leverage = leverage
         self.emit(
             {"e": "ACCOUNT_CONFIG_UPDATE", "E": now, "T": now, "ac": {"s": symbol, "l": leverage}}

@@ -4,18 +4,24 @@ Each SIGNED handler authenticates first (:mod:`app.sim.auth`) against the server
 ``clock_offset_ms`` fault shifts it. The order faults act on ``POST /fapi/v1/order`` after the
 order has been placed: ``order_unknown_503`` answers 503 -1007 (execution status unknown),
 ``order_timeout_s`` holds the answer that long.
+
+``POST /_sim/mark`` (unsigned, the simulator's own) pins a symbol's mark price
+(``{"symbol": "BTCUSDT", "price": "58700.00"}``; ``"price": null`` lets it float again): the
+account is valued at it and liquidations run at once, and the mark stream carries it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from app.sim.account import ASSET, MAINT_RATE, ZERO, dec_str, money
+from app.sim.account import ASSET, ZERO, dec_str, money
 from app.sim.auth import missing
 from app.sim.rest import ApiError, json_response
 from app.sim.state import SimState
@@ -127,6 +133,7 @@ def trading_routes(state: SimState) -> list[BaseRoute]:
                 mark = account.mark(sym)
                 iso = account.isolated_wallet(pos)
                 upnl = account.unrealized(pos)
+                liq = account.liquidation_price(pos)
                 rows.append(
                     {
                         "entryPrice": money(pos.entry),
@@ -135,7 +142,8 @@ def trading_routes(state: SimState) -> list[BaseRoute]:
                         "isAutoAddMargin": "false",
                         "isolatedMargin": money(iso + upnl if settings.isolated else iso),
                         "leverage": str(settings.leverage),
-                        "liquidationPrice": "0",
+                        "liquidationPrice": money(liq) if liq is not None else "0",
+                        "maintMargin": money(account.maint(pos)),
                         "markPrice": money(mark),
                         "maxNotionalValue": str(account.max_notional(sym)),
                         "positionAmt": dec_str(pos.amt, spec.qty_precision),
@@ -157,9 +165,7 @@ def trading_routes(state: SimState) -> list[BaseRoute]:
         upnl, im, iso = account.cross_totals()
         order_im = exchange.open_order_im()
         available = account.available(order_im)
-        maint = MAINT_RATE * sum(
-            (abs(p.amt) * account.mark(p.symbol) for p in account.positions.values()), ZERO
-        )
+        maint = account.total_maint()
         return {
             "initial": money(im + order_im),
             "maint": money(maint),
@@ -188,7 +194,7 @@ def trading_routes(state: SimState) -> list[BaseRoute]:
                     {
                         "symbol": sym,
                         "initialMargin": money(im + order_im),
-                        "maintMargin": money(abs(pos.amt) * account.mark(sym) * MAINT_RATE),
+                        "maintMargin": money(account.maint(pos)),
                         "unrealizedProfit": money(account.unrealized(pos)),
                         "positionInitialMargin": money(im),
                         "openOrderInitialMargin": money(order_im),
@@ -318,6 +324,48 @@ def trading_routes(state: SimState) -> list[BaseRoute]:
         exchange.set_margin_type(symbol, params.get("marginType", "").upper())
         return json_response({"code": 200, "msg": "success"})
 
+    async def leverage_bracket(request: Request) -> Response:
+        params = await signed(request)
+        symbol = symbol_param(params, required=False)
+
+        def row(sym: str) -> dict[str, object]:
+            tiers = [b.as_json() for b in account.symbol_brackets(sym)]
+            return {"symbol": sym, "brackets": tiers}
+
+        if symbol is not None:
+            return json_response(row(symbol))
+        return json_response([row(sym) for sym in sorted(exchange.markets)])
+
+    async def pin_mark(request: Request) -> Response:
+        try:
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as exc:
+            raise ApiError(-1130, f"body is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ApiError(-1130, "body must be a JSON object")
+        symbol = str(body.get("symbol", "")).upper()
+        market = exchange.market(symbol)
+        price = body.get("price")
+        if price is None:
+            market.mark_pin_e8 = None
+        else:
+            try:
+                value = Decimal(str(price))
+            except InvalidOperation as exc:
+                raise ApiError(-1130, f"price {price!r} is not a number") from exc
+            if not value.is_finite() or value <= 0:
+                raise ApiError(-1130, f"price {price!r} is not positive")
+            market.mark_pin_e8 = int(value.scaleb(8))
+            market.mark_e8 = market.mark_pin_e8
+        exchange.on_mark_forced(market, state.now_ms())
+        return json_response(
+            {
+                "symbol": symbol,
+                "markPrice": money(account.mark(symbol)),
+                "pinned": price is not None,
+            }
+        )
+
     async def get_dual(request: Request) -> Response:
         await signed(request)
         return json_response({"dualSidePosition": account.dual})
@@ -356,10 +404,14 @@ def trading_routes(state: SimState) -> list[BaseRoute]:
         Route("/fapi/v1/income", income, methods=["GET"], name="income"),
         Route("/fapi/v1/leverage", leverage, methods=["POST"], name="leverage"),
         Route("/fapi/v1/marginType", margin_type, methods=["POST"], name="margin_type"),
+        Route(
+            "/fapi/v1/leverageBracket", leverage_bracket, methods=["GET"], name="leverage_bracket"
+        ),
         Route("/fapi/v1/positionSide/dual", get_dual, methods=["GET"], name="dual_get"),
         Route("/fapi/v1/positionSide/dual", set_dual, methods=["POST"], name="dual_post"),
         Route("/fapi/v1/listenKey", listen_key_post, methods=["POST"], name="listen_key_new"),
         Route("/fapi/v1/listenKey", listen_key_put, methods=["PUT"], name="listen_key_keep"),
         Route("/fapi/v1/listenKey", listen_key_delete, methods=["DELETE"], name="listen_key_end"),
         Route("/_sim/fills", sim_fills, methods=["GET"], name="sim_fills"),
+        Route("/_sim/mark", pin_mark, methods=["POST"], name="sim_mark"),
     ]

@@ -32,6 +32,7 @@ class Rig:
     live: list[LiveView | None] = field(default_factory=lambda: [None])
     warm: dict[str, str] = field(default_factory=dict)
     db_error: list[str] = field(default_factory=lambda: [""])
+    ratio: list[Decimal] = field(default_factory=lambda: [Decimal(0)])
     alarms: dict[str, str] = field(default_factory=dict)
     cleared: list[str] = field(default_factory=list)
 
@@ -70,6 +71,7 @@ def rig(state: BreakerState | None = None) -> Rig:
         live=lambda: holder[0].live[0],
         warmup=lambda: holder[0].warm,
         db_failing=lambda: holder[0].db_error[0],
+        margin_ratio=lambda: holder[0].ratio[0],
     )
     r = Rig(clock, engine_state, gate, feed, Halts(cfg, clock, probes, raise_alarm, clear_alarm))
     holder.append(r)
@@ -178,3 +180,18 @@ async def test_alarms_left_open_by_the_last_run_are_judged_again() -> None:
     r.flow("btcusdt", "ethusdt")
     assert await r.step() == []
     assert sorted(r.cleared) == ["halt:cooldown", "halt:stale_feed:btcusdt"]  # not disk_full
+
+
+async def test_a_high_margin_ratio_blocks_entries_until_it_falls() -> None:
+    r = rig()
+    r.flow("btcusdt", "ethusdt")
+    r.ratio[0] = Decimal("0.79")
+    assert await r.step() == []
+    r.ratio[0] = Decimal("0.8")
+    assert await r.step() == ["margin_ratio"]
+    assert r.halts.blockers[0].message.startswith("margin ratio 80% (entries stop at 80%")
+    assert r.halts.entry_block_for("BTCUSDT") == "margin_ratio"
+    assert list(r.alarms) == ["halt:margin_ratio"]
+    r.ratio[0] = Decimal("0.5")
+    r.flow("btcusdt", "ethusdt")
+    assert await r.step() == [] and r.alarms == {}

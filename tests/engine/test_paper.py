@@ -555,3 +555,106 @@ def test_resting_orders_on_the_recorded_market_fill_when_it_trades_through_them(
     assert buy is not None and sell is not None
     assert snap.realized == 100 * (sell - buy)
     assert snap.fees == (buy + sell) * 100 * MAKER
+
+
+# -- margin and liquidation ---------------------------------------------------------------------
+
+BTC_FILTERS = SymbolFilters("BTCUSDT", D("0.10"), D("0.001"), D("100"), 2, 3)
+
+
+class _Reports:
+    def __init__(self) -> None:
+        self.reports: list[ExecutionReport] = []
+        self.equity: list[D] = []
+
+    def on_report(self, report: ExecutionReport) -> None:
+        self.reports.append(report)
+
+    def on_funding(self, payment: object) -> None:
+        return None
+
+    def on_equity(self, point: Any) -> None:
+        self.equity.append(point.equity)
+
+
+def paper_liquidation(
+    entry: Decimal, qty: Decimal, leverage: int, marks: list[Decimal], *, isolated: bool = True
+) -> tuple[PaperExchange, _Reports]:
+    """A paper exchange holding ``qty`` BTCUSDT bought at ``entry``, fed the mark prices
+    ``marks`` one a second (the simulator's test feeds the same figures to compare)."""
+    from app.binance.margin import BTCUSDT_BRACKETS, MarginSettings
+    from app.engine.portfolio import Position
+
+    clock = ManualClock()
+    position = Position("BTCUSDT", qty, qty * entry)
+    reports = _Reports()
+    exchange = PaperExchange(
+        PaperConfig(equity_interval_s=0.0),
+        clock,
+        gate(clock),
+        Portfolio(D(10_000), [position]),
+        {"BTCUSDT": BTC_FILTERS},
+        reports,
+        margin=MarginSettings(leverage, isolated, {"BTCUSDT": BTCUSDT_BRACKETS}),
+    )
+    for n, mark in enumerate(marks):
+        clock.advance(1)
+        exchange.on_mark(mark_price("BTCUSDT", str(mark), "0", 10**15, n * 1000), clock.time_ns())
+    return exchange, reports
+
+
+def test_paper_liquidates_an_isolated_10x_long_at_the_mark_with_the_clearance_fee() -> None:
+    entry, qty = D("65000.00"), D("0.100")
+    lp = entry * D("0.9") / D("0.996")  # Binance's isolated formula at 10x, tier 1
+    exchange, reports = paper_liquidation(entry, qty, 10, [])
+    assert exchange.liquidation_price("BTCUSDT") == lp
+    above, under = (lp + 1).quantize(D("0.1")), (lp - D("0.05")).quantize(D("0.1"))
+    exchange, reports = paper_liquidation(entry, qty, 10, [above, under])
+    fills = [f for r in reports.reports for f in r.fills]
+    assert len(fills) == 1
+    fill = fills[0]
+    assert fill.client_id.startswith("autoclose-")
+    assert (fill.side, fill.price, fill.qty) == (Side.SELL, under, qty)
+    iso, realized = qty * entry / 10, qty * (under - entry)
+    assert fill.fee == min(qty * under * D("0.012"), iso + realized)
+    assert reports.reports[-1].update.order.purpose == "liquidation"
+    assert reports.reports[-1].update.status is OrderStatus.FILLED
+    assert exchange.portfolio.qty("BTCUSDT") == 0
+    # The equity series shows the isolated margin gone: realised loss plus the fee.
+    assert reports.equity[-1] == D(10_000) + realized - fill.fee
+    assert D(10_000) - reports.equity[-1] == pytest.approx(iso)
+
+
+def test_paper_cross_liquidation_uses_the_whole_equity() -> None:
+    # Cross: the whole 10,000 backs 1 BTC at 65,000 (20x setting); Binance's cross formula.
+    entry, qty = D("65000.00"), D("1")
+    from app.binance.margin import BTCUSDT_BRACKETS, liquidation_price
+
+    lp = liquidation_price(wallet=D(10_000), qty=qty, entry=entry, brackets=BTCUSDT_BRACKETS)
+    assert lp is not None
+    exchange, _ = paper_liquidation(entry, qty, 20, [], isolated=False)
+    assert exchange.liquidation_price("BTCUSDT") == lp
+    exchange, _ = paper_liquidation(entry, qty, 20, [(lp + 1).quantize(D("0.1"))], isolated=False)
+    assert exchange.portfolio.qty("BTCUSDT") == qty
+    exchange, _ = paper_liquidation(entry, qty, 20, [(lp - 1).quantize(D("0.1"))], isolated=False)
+    assert exchange.portfolio.qty("BTCUSDT") == 0
+
+
+def test_paper_refuses_an_entry_the_margin_cannot_carry(tmp_path: Path) -> None:
+    from app.binance.margin import BTCUSDT_BRACKETS, MarginSettings
+
+    env = _env(tmp_path, filters={**reference_filters(), "BTCUSDT": BTC_FILTERS})
+    env.exchange.margin = MarginSettings(10, True, {"BTCUSDT": BTCUSDT_BRACKETS})
+    env.exchange.portfolio.mark("BTCUSDT", D("65000"))
+    # 2 BTC at 10x needs 13,000 of initial margin; the account holds 10,000.
+    order = env.order(symbol="BTCUSDT", qty=D("2"), price="65000", atr="100")
+    update = env.exchange.submit(order)
+    assert update.status is OrderStatus.REJECTED
+    assert update.reason.startswith("margin_insufficient: initial margin 13000")
+    assert "-2019" in update.reason
+    env.exchange.margin = MarginSettings(126, True, {"BTCUSDT": BTCUSDT_BRACKETS})
+    update = env.exchange.submit(
+        env.order(symbol="BTCUSDT", qty=D("0.01"), price="65000", atr="100")
+    )
+    assert update.reason.startswith("leverage_invalid")
+    env.conn.close()

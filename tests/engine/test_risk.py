@@ -681,3 +681,81 @@ def test_the_single_breaker_row_becomes_papers(tmp_path: Path) -> None:
     assert load_breaker_state(conn, PAPER) == old
     assert load_breaker_state(conn, LIVE) is None
     conn.close()
+
+
+# -- margin: stops before liquidation, brackets, the margin ratio --------------------------------
+
+
+def _margin_check(
+    clock: ManualClock, leverage: int, *, isolated: bool = True, side: Side = Side.BUY
+) -> Decision:
+    from app.binance.margin import BTCUSDT_BRACKETS, MarginSettings
+
+    ctx = dataclasses.replace(
+        context(flat_account(clock), BTC),
+        margin=MarginSettings(leverage, isolated, {BTC: BTCUSDT_BRACKETS}),
+    )
+    # 0.01 BTC at 65,000 (tier 1: MMR 0.4 %); ATR 300, so the stop is 600 away.
+    return gate(clock).check(
+        intent(clock, side, symbol=BTC, price="65000", atr="300", qty=Decimal("0.01")), ctx
+    )
+
+
+def test_gate_refuses_a_stop_past_the_liquidation_price_with_its_reason(
+    clock: ManualClock,
+) -> None:
+    # 100x isolated long: LP = 65,000 × 0.99 / 0.996 = 64,608.43; the stop at 64,400 is past it.
+    decision = _margin_check(clock, 100)
+    assert isinstance(decision, Rejected)
+    assert decision.code is RejectCode.LIQUIDATION_BUFFER
+    assert decision.message == (
+        "BTCUSDT: stop 64400 is past the liquidation price 64608.43 (0.01 at 65000.00, "
+        "100x isolated, bracket 1: mmr 0.004, cum 0); it must come at least 1 ATR (300) "
+        "before it"
+    )
+    # 75x: LP = 64,390.90, 9.10 under the stop: too near (less than one ATR).
+    near = _margin_check(clock, 75)
+    assert isinstance(near, Rejected)
+    assert "stop 64400 is too near the liquidation price 64390.90" in near.message
+    # Short at 100x: LP = 65,000 × 1.01 / 1.004 = 65,388.45, under the stop at 65,600.
+    short = _margin_check(clock, 100, side=Side.SELL)
+    assert isinstance(short, Rejected)
+    assert "stop 65600 is past the liquidation price 65388.45" in short.message
+
+
+def test_gate_passes_a_stop_well_before_liquidation(clock: ManualClock) -> None:
+    # 50x isolated: LP = 65,000 × 0.98 / 0.996 = 63,955.82, 444 under the stop (> 1 ATR).
+    assert isinstance(_margin_check(clock, 50), Approved)
+    # Cross at 100x: the whole 10,000 backs 650 of notional; the liquidation price is far away.
+    assert isinstance(_margin_check(clock, 100, isolated=False), Approved)
+
+
+def test_gate_refuses_leverage_above_the_brackets_and_sizes_within_them(
+    clock: ManualClock,
+) -> None:
+    bad = _margin_check(clock, 126)
+    assert isinstance(bad, Rejected) and bad.code is RejectCode.MAX_LEVERAGE
+    assert "brackets allow 1..125" in bad.message
+    from app.binance.margin import BTCUSDT_BRACKETS, MarginSettings
+
+    # 125x allows 50,000 of BTCUSDT: 1 BTC at 65,000 is over it.
+    ctx = dataclasses.replace(
+        context(flat_account(clock, "1000000"), BTC),
+        margin=MarginSettings(125, False, {BTC: BTCUSDT_BRACKETS}),
+    )
+    big = gate(clock, WIDE).check(
+        intent(clock, symbol=BTC, price="65000", atr="300", qty=Decimal("1")), ctx
+    )
+    assert isinstance(big, Rejected) and big.code is RejectCode.MAX_POSITION_NOTIONAL
+    assert big.message == "BTCUSDT: position notional would be 65000 > 50000"
+
+
+def test_margin_ratio_of_an_account(clock: ManualClock) -> None:
+    from app.binance.margin import BTCUSDT_BRACKETS
+    from app.engine.risk import margin_ratio
+
+    assert margin_ratio(flat_account(clock), {}) == 0
+    account = _account(clock, (BTC, Side.BUY, "1", "65000"), balance="1000")
+    # 65,000 of notional is in tier 2 (MMR 0.5 %, cum 50); the margin balance is the equity.
+    expected = (Decimal("65000") * Decimal("0.005") - 50) / Decimal("1000")
+    assert margin_ratio(account, {BTC: BTCUSDT_BRACKETS}) == expected

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from app.clock import SystemClock
+from app.config import LiveConfig
 from app.engine.orders import OrderStatus
 from app.engine.risk import RiskEvent, RiskGate, recent_risk_events, record_risk_event
 from app.live.client import Params, RestExchange
 from app.live.journal import OrderJournal
-from app.config import LiveConfig
 from app.live.signing import Credentials
 from app.live.venue import LiveVenue
 from app.store import schema
@@ -239,3 +239,14 @@ async def test_halted_venue_refuses_entries_but_not_exits(
     assert [e["kind"] for e in await journal.events(exit_order.client_id)] == [
         "intent", "rejected"
     ]  # fmt: skip
+
+
+def test_forced_closes_are_recognised_by_binance_client_ids() -> None:
+    from app.live.venue import forced_close
+
+    # The simulator's liquidation (tests/sim/test_margin.py) and Binance's documented ids.
+    assert forced_close({"c": "autoclose-1700000000000", "o": "LIQUIDATION"}) == "liquidation"
+    assert forced_close({"c": "autoclose-1", "o": "MARKET"}) == "liquidation"
+    assert forced_close({"c": "settlement_autoclose-1", "o": "MARKET"}) == "liquidation"
+    assert forced_close({"c": "adl_autoclose", "o": "MARKET"}) == "adl"
+    assert forced_close({"c": "app-1-7", "o": "MARKET", "ot": "STOP_MARKET"}) is None
