@@ -63,6 +63,7 @@ def routes(panel: Panel) -> list[Route | Mount]:
             name="settings_password",
         ),
         Route("/system", system.system_page, name="system"),
+        Route("/system/restore", system.restore_backup, methods=["POST"], name="system_restore"),
         Route("/system/backup", system.backup_now, methods=["POST"], name="system_backup"),
         Route("/system/backups/{name}", system.download_backup, name="system_backup_download"),
         Route("/sessions", system.sessions_page, name="sessions"),

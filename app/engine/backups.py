@@ -1,0 +1,146 @@
+"""The engine's backup and restore commands, and the daily archive.
+
+``backup`` writes one verified archive of the whole state (``app.store.archive``); ``backup.list``
+lists the archives; ``backup.restore {"name"}`` pauses trading, verifies the archive, archives the
+current state (``pre-restore``), stages the archive and restarts the engine: at the next start,
+before any database is opened, ``app.store.restore.apply_pending_restore`` swaps the members in
+and the engine comes back paused (a live engine reconciles before it trades, as at every start).
+
+:meth:`BackupService.run` is a supervised task: once a UTC day it writes a ``scheduled`` archive,
+and it deletes archives past the retention (``store.archive_retention_days``, never the newest
+``store.archive_keep_min``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from app import contract
+from app.clock import Clock
+from app.engine.control import Handlers
+from app.errors import ControlError
+from app.store import archive, restore
+from app.store.archive import ArchiveError, Layout
+
+log = logging.getLogger(__name__)
+
+# Defaults of the retention settings until app.config's StoreConfig has them.
+ARCHIVE_RETENTION_DAYS = 14
+ARCHIVE_KEEP_MIN = 7
+_CHECK_S = 60.0
+
+
+class BackupService:
+    """Makes, lists, prunes and restores archives of the state under ``layout``."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        clock: Clock,
+        restart: Callable[[str], None],
+        pause: Callable[[], Awaitable[object]] | None = None,
+        retention_days: int = ARCHIVE_RETENTION_DAYS,
+        keep_min: int = ARCHIVE_KEEP_MIN,
+    ) -> None:
+        self.layout = layout
+        self._clock = clock
+        self._restart = restart
+        self._pause = pause
+        self.retention_days = retention_days
+        self.keep_min = keep_min
+        # One archive or restore at a time: two would race for the same scratch space and name.
+        self._lock = asyncio.Lock()
+
+    async def create(self, args: contract.NoArgs) -> contract.BackupDone:
+        info = await self._archive("")
+        return contract.BackupDone(backup=str(info.path), bytes=info.bytes, sha256=info.sha256)
+
+    async def _archive(self, label: str) -> archive.ArchiveInfo:
+        async with self._lock:
+            now = self._clock.time_ns()
+            try:
+                return await asyncio.to_thread(archive.create, self.layout, now, label)
+            except ArchiveError as exc:
+                raise ControlError(f"backup failed: {exc}") from exc
+
+    async def listing(self, args: contract.NoArgs) -> contract.BackupList:
+        found = await asyncio.to_thread(archive.list_archives, self.layout.backup_dir)
+        waiting = restore.pending(self.layout.data_dir)
+        return contract.BackupList(
+            archives=[
+                contract.ArchiveBrief(
+                    name=a.path.name, bytes=a.bytes, ts_created_ns=a.ts_created_ns, label=a.label
+                )
+                for a in found
+            ],
+            pending_restore=str(waiting["archive"]) if waiting else "",
+        )
+
+    async def restore(self, args: contract.BackupRef) -> contract.RestoreStaged:
+        try:
+            path = archive.find(self.layout.backup_dir, args.name)
+        except ArchiveError as exc:
+            raise ControlError(str(exc)) from exc
+        if self._pause is not None:
+            await self._pause()  # nothing new is traded from here on; the restart follows
+        async with self._lock:
+            now = self._clock.time_ns()
+            try:
+                staged = await asyncio.to_thread(restore.stage, self.layout, path, now)
+            except ArchiveError as exc:
+                raise ControlError(f"restore refused: {exc}") from exc
+        self._restart(f"restoring backup {staged.archive}")
+        return contract.RestoreStaged(
+            archive=staged.archive,
+            pre_restore=staged.pre_restore,
+            members=staged.members,
+            restarting=True,
+        )
+
+    async def run(self) -> None:
+        """Daily archive and retention, checked every minute (a supervised task)."""
+        while True:
+            now = self._clock.time_ns()
+            backup_dir = self.layout.backup_dir
+            if not await asyncio.to_thread(archive.made_on, backup_dir, now, "scheduled"):
+                try:
+                    await self._archive("scheduled")
+                except ControlError as exc:
+                    log.error("scheduled %s", exc)  # tried again at the next check
+            removed = await asyncio.to_thread(
+                archive.prune, backup_dir, now, self.retention_days, self.keep_min
+            )
+            for path in removed:
+                log.info("backup archive %s past retention: deleted", path.name)
+            await asyncio.sleep(_CHECK_S)
+
+
+def service_for(
+    data_dir: Path,
+    store_cfg: object,
+    clock: Clock,
+    restart: Callable[[str], None],
+    pause: Callable[[], Awaitable[object]] | None = None,
+) -> BackupService:
+    """The engine's service, with retention read from ``store_cfg`` (``AppConfig.store``)."""
+    panel_dir = getattr(store_cfg, "panel_data_dir", None) or archive.default_panel_dir(data_dir)
+    return BackupService(
+        Layout(data_dir, Path(panel_dir)),
+        clock,
+        restart,
+        pause,
+        retention_days=int(getattr(store_cfg, "archive_retention_days", ARCHIVE_RETENTION_DAYS)),
+        keep_min=int(getattr(store_cfg, "archive_keep_min", ARCHIVE_KEEP_MIN)),
+    )
+
+
+def backup_commands(service: BackupService) -> Handlers:
+    """``backup`` (an archive), ``backup.list`` and ``backup.restore``."""
+    h = Handlers()
+    h.add(contract.BACKUP, service.create)
+    h.add(contract.BACKUP_LIST, service.listing)
+    h.add(contract.BACKUP_RESTORE, service.restore)
+    return h
