@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.admin.cli import register as register_admin
 
     register_admin(sub)
+    from app.store.cli import register as register_backup
+
+    register_backup(sub)
     return parser
 
 

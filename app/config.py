@@ -98,6 +98,13 @@ class StoreConfig:
     # Space held back beside the trading database and given to it when the disk is full, so that
     # the kill switch and the breakers can still be saved (re-made when space returns).
     trading_reserve_bytes: int = 8 * 1024 * 1024
+    # Whole-state archives (app/store/archive.py): kept this many days, and never fewer than the
+    # newest ``archive_keep_min``.
+    archive_retention_days: int = 14
+    archive_keep_min: int = 7
+    # The panel's data directory, archived with the engine's ("": /var/lib/appliance-panel beside
+    # /var/lib/appliance on the image, else the data directory itself).
+    panel_data_dir: str = ""
     # Optional page budget for the market-data database (0 = unlimited). Tests use it to make
     # SQLite itself report "database or disk is full".
     max_page_count: int = 0
@@ -124,6 +131,11 @@ class RiskConfig:
     cooldown_minutes: int = 30
     # A decision older than this is refused (0 = no limit): the market has moved on.
     max_intent_age_ms: int = 2000
+    # The ATR stop must come at least this many ATRs before the position's liquidation price.
+    liquidation_buffer_atr: Decimal = Decimal("1")
+    # Entries stop (exits stay allowed) while maintenance margin over equity is at least this;
+    # Binance liquidates at 1.
+    max_margin_ratio: Decimal = Decimal("0.8")
 
 
 @dataclass(frozen=True)

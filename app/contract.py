@@ -244,7 +244,7 @@ class Blocker(Result, frozen=True):
     """One reason new entries cannot go now (``app.engine.halts``); exits are never blocked."""
 
     code: str  # paused, kill_switch, drawdown, daily_loss, cooldown, live_halted, clock_offset,
-    # db_write, stale_feed, warming
+    # margin_ratio, db_write, stale_feed, warming
     message: str
     symbol: str = ""
     ts_since_ns: int = 0
@@ -267,6 +267,8 @@ class Status(Result, frozen=True):
     fees: Decimal
     funding: Decimal
     positions: dict[str, Decimal]
+    # Maintenance margin over equity (Binance liquidates at 1; 0 when flat).
+    margin_ratio: Decimal
     open_orders: int | None
     live: LiveStatus
     trader: TraderStatus
@@ -602,6 +604,62 @@ MODEL_DELETE = Spec("model.delete", ModelRef, ModelDeleted, "remove a stored mod
 
 AnySpec = Spec[Any, Any]
 
+
+def encode(value: object) -> bytes:
+    """JSON for the wire: structs, Decimals (as strings) and paths (as strings)."""
+    return msgspec.json.encode(value, enc_hook=str)
+
+
+def to_builtins(value: object) -> Any:
+    """Plain JSON-able data (for the journal)."""
+    return msgspec.to_builtins(value, enc_hook=str)
+
+
+# -- backups ---------------------------------------------------------------------------------------
+# Whole-state archives (app.store.archive) and restore (app.store.restore). ``backup`` (above)
+# makes an archive once the engine registers app.engine.backups.backup_commands for it.
+
+
+class ArchiveBrief(Result, frozen=True):
+    name: str
+    bytes: int
+    ts_created_ns: int
+    # Why it was made: "" on demand, "scheduled" (daily), "pre-restore" (the state a restore
+    # replaced).
+    label: str
+
+
+class BackupList(Result, frozen=True):
+    archives: list[ArchiveBrief]
+    # A restore staged and waiting for the engine's restart ("" when none).
+    pending_restore: str = ""
+
+
+class BackupRef(Args, frozen=True):
+    # An archive's name in <data-dir>/backups (as backup.list shows it): never a path.
+    name: str
+
+
+class RestoreStaged(Result, frozen=True):
+    archive: str
+    # The archive of the state it replaces (kept in the backups like any other).
+    pre_restore: str
+    members: list[str]
+    # The engine restarts to swap the members in while no database is open; it comes back paused.
+    restarting: bool
+
+
+BACKUP_LIST = Spec("backup.list", NoArgs, BackupList, "backup archives on the appliance", False)
+BACKUP_RESTORE = Spec(
+    "backup.restore",
+    BackupRef,
+    RestoreStaged,
+    "verify an archive, back up the current state, restart into the archive (paused)",
+    True,
+    slow=True,
+)
+
+
 COMMANDS: dict[str, AnySpec] = {
     s.name: s
     for s in (
@@ -629,15 +687,7 @@ COMMANDS: dict[str, AnySpec] = {
         MODEL_PROMOTE,
         MODEL_ROLLBACK,
         MODEL_DELETE,
+        BACKUP_LIST,
+        BACKUP_RESTORE,
     )
 }
-
-
-def encode(value: object) -> bytes:
-    """JSON for the wire: structs, Decimals (as strings) and paths (as strings)."""
-    return msgspec.json.encode(value, enc_hook=str)
-
-
-def to_builtins(value: object) -> Any:
-    """Plain JSON-able data (for the journal)."""
-    return msgspec.to_builtins(value, enc_hook=str)

@@ -48,8 +48,8 @@ from app.engine.model_contract import (
     check_io,
     read_model_file,
 )
+from app.engine.onnxproto import ModelHeader
 from app.errors import ModelError
-from app.models.onnxproto import ModelHeader
 
 Window = npt.NDArray[np.floating]  # (window, features), oldest row first
 ContractCheck = Callable[[ModelContract], list[str]]

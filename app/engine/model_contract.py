@@ -3,7 +3,7 @@
 A model is an ONNX file whose ``metadata_props`` (string keys, string values) declare everything
 the engine needs to feed it and to act on its output; ``models/README.md`` is the prose version
 of this module. :func:`read_model_file` reads the metadata from the file's bytes
-(:mod:`app.models.onnxproto`, no ``onnx`` package) before onnxruntime is given anything: a file
+(:mod:`app.engine.onnxproto`, no ``onnx`` package) before onnxruntime is given anything: a file
 without a valid contract, or one that is not only data (a tensor stored as external data), is
 refused for the price of a parse, never a session. The tools that write models use
 :func:`to_metadata`, so writer and reader share one definition.
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.engine.features import UnknownFeatureError, parse_feature
-from app.models.onnxproto import ModelHeader, ProtoError, read_header
+from app.engine.onnxproto import ModelHeader, ProtoError, read_header
 
 SCHEMA_VERSION = 1
 

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from app.clock import SystemClock
-from app.config import RiskConfig, load
+from app.config import LiveConfig, RiskConfig, load
 from app.engine.orders import ClientOrderIds, Side, round_price
 from app.engine.risk import Approved, Intent, RiskContext, RiskGate
 from app.live import keys
 from app.live.journal import OrderJournal
 from app.live.mode import LiveController
-from app.config import LiveConfig
 
 
 def _say(event: str, **fields: Any) -> None:

@@ -31,6 +31,7 @@ import httpx
 import msgspec
 
 from app.clock import Clock
+from app.config import LiveConfig
 from app.errors import (
     ApiKeyError,
     ExchangeApiError,
@@ -39,7 +40,6 @@ from app.errors import (
     RateLimitedError,
     UnknownStateError,
 )
-from app.config import LiveConfig
 from app.live.signing import Credentials, encode_params, signed_payload
 
 log = logging.getLogger(__name__)

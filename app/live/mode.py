@@ -36,7 +36,7 @@ import msgspec
 
 from app import contract
 from app.clock import Clock
-from app.config import AppConfig
+from app.config import AppConfig, LiveConfig
 from app.engine.control import Handlers
 from app.engine.orders import OrderUpdate, Submit
 from app.engine.portfolio import AccountSnapshot, Portfolio
@@ -48,7 +48,6 @@ from app.live.client import ExchangeClient, RestExchange, dec
 from app.live.journal import OrderJournal
 from app.live.preflight import PreflightResult, run_preflight
 from app.live.reconcile import ReconcileReport, reconcile
-from app.config import LiveConfig
 from app.live.signing import Credentials
 from app.live.userstream import UserStream
 from app.live.venue import LiveVenue

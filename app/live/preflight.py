@@ -22,11 +22,10 @@ from decimal import Decimal
 from typing import Any
 
 from app.clock import Clock
-from app.config import RiskConfig
+from app.config import LiveConfig, RiskConfig
 from app.engine.rest import parse_symbol_filters
 from app.errors import ApiKeyError, ExchangeApiError
 from app.live.client import ExchangeClient, dec
-from app.config import LiveConfig
 
 
 @dataclass(frozen=True)

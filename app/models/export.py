@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 from app.engine.inference import load_model, session_options
 from app.engine.model_contract import Golden, GoldenCase, ModelContract, to_metadata
-from app.models.onnxproto import with_metadata
+from app.engine.onnxproto import with_metadata
 
 F64 = npt.NDArray[np.float64]
 OPSET = 17  # onnxruntime 1.17+ (Debian trixie ships 1.21) loads it

@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ import msgspec
 from msgspec.structs import astuple
 
 from app import config, contract
+from app.binance.margin import MarginSettings, default_brackets
 from app.clock import Clock
 from app.config import AppConfig
 from app.engine import gcpolicy, orders, portfolio, risk
+from app.engine.backups import backup_commands, service_for
 from app.engine.control import ControlServer, Handlers
 from app.engine.halts import Halts, LiveView, Probes
 from app.engine.inference import InferenceSlot
@@ -49,6 +52,7 @@ from app.models.store import ModelStore
 from app.models.validate import ValidationLimits
 from app.store import backup, schema, trading, weeks
 from app.store.recorder import Recorder
+from app.store.restore import apply_pending_restore
 from app.store.writer import DbWriter
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,13 @@ class Engine:
         self.filters: dict[str, SymbolFilters] = {}
         self.models = ModelStore(cfg.data_dir / "models", clock)
         self.slot = InferenceSlot(symbols=cfg.feed.symbols)
+        # The account's margining, as live mode sets it on the exchange: paper and the gate apply
+        # the same leverage, margin type and (Binance's published) brackets.
+        self.margin = MarginSettings(
+            cfg.live.leverage,
+            cfg.live.margin_type == "ISOLATED",
+            {s.upper(): default_brackets(s) for s in cfg.feed.symbols},
+        )
         self.shadow = ShadowRunner(
             cfg.feed.symbols, clock, self.filters, self.market.books, self.db.submit,
             cfg.paper, cfg.risk,
@@ -115,6 +126,7 @@ class Engine:
             self.market.books,
             # Late-bound: the halts are built after the trader, whose warm-up they read.
             lambda symbol: self.halts.entry_block_for(symbol),  # noqa: PLW0108
+            margin=self.margin,
         )
         self.live = build_live(
             cfg, clock, self.gate, self.filters, self.db.submit, self._on_mode, cfg.live,
@@ -131,12 +143,20 @@ class Engine:
                 live=self._live_view,
                 warmup=self.trader.warmup,
                 db_failing=lambda: self.db.last_error if self.db.failing else "",
+                margin_ratio=self._margin_ratio,
             ),
             self._alarm,
             self._clear_alarm,
         )
         self.settings = RuntimeSettings(
             cfg, clock, self.db, self.slot, self.filters, self._settings_applied, self._restart
+        )
+        self.backups = service_for(
+            cfg.data_dir,
+            cfg.store,
+            clock,
+            self._restart,
+            pause=lambda: self._pause(contract.NoArgs()),
         )
         self.control = ControlServer(
             cfg.control_socket, self._handlers(), self._journal, self.supervisor
@@ -162,6 +182,7 @@ class Engine:
             on_event=on_event,
             on_state=on_state,
             listener=lambda book, gate: PaperJournal(db.submit, book, gate),
+            margin=self.margin,
         )
         gate, venue = built.gate, built.venue
         return gate, venue
@@ -176,6 +197,23 @@ class Engine:
         if venue is None or session is None:
             return None
         return LiveView(venue.halted, venue.halt_reason, session.client.offset_ms)
+
+    def _margin_ratio(self) -> Decimal:
+        return risk.margin_ratio(self._venue_now.snapshot(), self.margin.brackets)
+
+    async def _forced_closes(self) -> None:
+        """A liquidation or auto-deleverage on the exchange is an alarm, named as what it is."""
+        while True:
+            venue = self.live.venue
+            while venue is not None and venue.forced_closes:
+                kind, symbol, ts_ns = venue.forced_closes.pop(0)
+                await self._forced_close_alarm(kind, symbol, ts_ns)
+            await asyncio.sleep(1.0)
+
+    async def _forced_close_alarm(self, kind: str, symbol: str, ts_ns: int) -> None:
+        message = f"{kind} of {symbol} by the exchange"
+        log.error("live: %s", message)
+        await self.db.call(lambda c: trading.raise_alarm(c, f"{kind}:{symbol}", message, ts_ns))
 
     def _settings_applied(self, cfg: AppConfig) -> None:
         self.cfg = cfg
@@ -254,7 +292,7 @@ class Engine:
         h.add(contract.PAUSE, self._pause)
         h.add(contract.RESUME, self._resume)
         h.add(contract.KILL, self._kill)
-        h.add(contract.BACKUP, self._backup_now)
+        h.update(backup_commands(self.backups))
         h.add(contract.JOURNAL, self._recent_journal)
         h.update(self.settings.handlers())
         h.update(live_commands(self.live))
@@ -286,6 +324,7 @@ class Engine:
             unrealized=account.unrealized,
             fees=account.fees,
             funding=account.funding,
+            margin_ratio=self._margin_ratio(),
             positions={s: v.qty for s, v in account.positions.items() if v.qty},
             open_orders=len(venue.open_orders()) if hasattr(venue, "open_orders") else None,
             live=msgspec.convert(await self.live.status(), contract.LiveStatus),
@@ -390,12 +429,6 @@ class Engine:
             flatten_orders=len(updates),
             persisted=not warning,
             warning=warning,
-        )
-
-    async def _backup_now(self, args: contract.NoArgs) -> contract.BackupDone:
-        result = await self._backup_trading()
-        return contract.BackupDone(
-            backup=str(result.backup), bytes=result.backup_bytes, sha256=result.sha256
         )
 
     async def _recent_journal(self, args: contract.JournalArgs) -> list[contract.JournalEntry]:
@@ -545,7 +578,9 @@ class Engine:
         sup.add("live", self.live.run)
         sup.add("recorder_flush", self._flush_loop)
         sup.add("housekeeping", self._housekeeping)
+        sup.add("backups", self.backups.run)
         sup.add("halts", self.halts.run)
+        sup.add("forced_closes", self._forced_closes)
         for _ in range(100):
             if self.cfg.control_socket.exists():
                 break
@@ -595,6 +630,11 @@ async def run_engine(cfg: AppConfig, clock: Clock) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     gcpolicy.tune()
+    # A restore staged by backup.restore is swapped in now, while no database is open.
+    panel_dir = Path(cfg.store.panel_data_dir) if cfg.store.panel_data_dir else None
+    restored = apply_pending_restore(cfg.data_dir, panel_dir)
+    if restored is not None:
+        log.warning("restored %s: %s", restored.archive, restored.replaced)
     engine = Engine(cfg, clock)
     await engine.run(stop)
     return EXIT_RESTART if engine.restart_reason else 0

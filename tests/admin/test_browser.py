@@ -265,7 +265,7 @@ def _until(check: Any, timeout_s: float = 60.0) -> Any:
 
 def _model_variant(tmp: Path, name: str, **changes: str) -> Path:
     """The default model with some contract metadata changed (no onnx package needed)."""
-    from app.models.onnxproto import read_header, with_metadata
+    from app.engine.onnxproto import read_header, with_metadata
 
     data = (Path(__file__).resolve().parents[2] / "models" / "default.onnx").read_bytes()
     meta = {**dict(read_header(data).metadata), **changes}

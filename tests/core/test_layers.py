@@ -13,6 +13,15 @@ import pytest
 # package -> the app packages it must never load (directly or through anything it imports).
 FORBIDDEN: dict[str, set[str]] = {
     "app.config": {"app.engine", "app.live", "app.models", "app.store", "app.sim", "app.admin"},
+    "app.binance": {
+        "app.config",
+        "app.engine",
+        "app.live",
+        "app.models",
+        "app.store",
+        "app.sim",
+        "app.admin",
+    },
     "app.contract": {"app.engine", "app.live", "app.models", "app.store", "app.sim", "app.admin"},
     "app.store": {"app.engine", "app.live", "app.models", "app.sim", "app.admin", "app.node"},
     "app.engine": {"app.live", "app.models", "app.sim", "app.admin", "app.node"},

@@ -26,8 +26,8 @@ from app.engine.model_contract import (
     read_model_file,
     to_metadata,
 )
+from app.engine.onnxproto import read_header
 from app.errors import ModelError
-from app.models.onnxproto import read_header
 from tests.engine.test_model_load import sample_window, tiny_contract, write
 from tests.models.crafted import (
     PLACES,

@@ -1,6 +1,6 @@
 """The protobuf walker finds a tensor stored as external data wherever ONNX lets one be.
 
-Built with the ``onnx`` package and read back by :func:`app.models.onnxproto.read_header`, which
+Built with the ``onnx`` package and read back by :func:`app.engine.onnxproto.read_header`, which
 does not use it. Each case puts one external tensor in one place; the tiny model's other tensors
 stay in the file, and the walker must name exactly that one.
 """
@@ -16,7 +16,7 @@ onnx = pytest.importorskip("onnx", reason="crafting models needs the onnx packag
 
 from onnx import ModelProto, TensorProto, helper, numpy_helper  # noqa: E402
 
-from app.models.onnxproto import read_header  # noqa: E402
+from app.engine.onnxproto import read_header  # noqa: E402
 from tests.models.crafted import nested_ifs, tiny_graph_model  # noqa: E402
 
 

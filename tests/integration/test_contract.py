@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from app import contract, ctl
+from app.engine.onnxproto import read_header, with_metadata
 from app.node.engine import EXIT_RESTART
-from app.models.onnxproto import read_header, with_metadata
 from tests.handlers import call_engine
 from tests.integration.engineproc import REPO, appliance, spawn, status, stop, tail, wait_for
 
@@ -39,7 +39,7 @@ def test_every_command_is_handled_with_the_declared_shape(sim: Any, tmp_path: Pa
         read_only = [
             s for s in contract.COMMANDS.values() if not s.changes and s.args is contract.NoArgs
         ]
-        assert len(read_only) == 6
+        assert len(read_only) == 7
         for spec in read_only:
             call_engine(sock, spec)
         wait_for("a model", lambda: call_engine(sock, contract.STATUS).trader.model, 60, proc, log)

@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 from app.clock import SystemClock
-from app.config import RiskConfig
+from app.config import LiveConfig, RiskConfig
 from app.engine.orders import ClientOrderIds, Order, Side, round_price
 from app.engine.portfolio import Portfolio
 from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.risk import Approved, Intent, RiskContext, RiskGate
 from app.live.client import RestExchange
 from app.live.journal import OrderJournal
-from app.config import LiveConfig
 from app.live.signing import Credentials
 from tests.simproc import SimHandle, running_sim
 

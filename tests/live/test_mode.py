@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.clock import SystemClock
-from app.config import AppConfig, load
+from app.config import AppConfig, LiveConfig, load
 from app.engine.control import Handlers
 from app.engine.orders import ClientOrderIds, OrderStatus, RejectCode, Side, round_price
 from app.engine.risk import (
@@ -33,7 +33,6 @@ from app.engine.risk import (
 from app.errors import ConfigError, ControlError, LiveModeError
 from app.live import keys
 from app.live.mode import LiveController, live_commands
-from app.config import LiveConfig
 from tests.engine.risk_support import direct, open_db
 from tests.handlers import invoke
 from tests.live.conftest import (

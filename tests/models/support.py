@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.models.onnxproto import read_header, with_metadata
+from app.engine.onnxproto import read_header, with_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "models" / "default.onnx"

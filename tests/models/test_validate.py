@@ -17,9 +17,9 @@ import pytest
 from app.clock import ManualClock
 from app.engine.inference import InferenceSlot, load_model
 from app.engine.model_contract import Golden, GoldenCase, Layout, ModelContract, to_metadata
+from app.engine.onnxproto import read_header, with_metadata
 from app.errors import ModelError
 from app.models.commands import model_commands
-from app.models.onnxproto import read_header, with_metadata
 from app.models.store import ModelStore
 from app.models.validate import MIB, ValidationLimits, validate, validate_async
 from tests.handlers import invoke
