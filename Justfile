@@ -17,9 +17,10 @@ test *ARGS: lint
     scripts/install-browser.sh
     pytest -q {{ARGS}}
 
-# ruff (lint + format check) and mypy --strict on app/.
+# ruff (lint, then the format check) and mypy --strict on app/.
 lint:
-    ruff check app tests benchmarks
+    ruff check app tests benchmarks scripts
+    ruff format --check app tests benchmarks scripts
     mypy
 
 ref := "../shared/reference/market-data/usdm_2021-07-22"

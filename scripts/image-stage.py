@@ -48,10 +48,7 @@ def stage(wheel: Path, repo: Path, root: Path) -> None:
         module, _, func = target.partition(":")
         script = bindir / name
         script.write_text(
-            "#!/usr/bin/python3\n"
-            "import sys\n"
-            f"from {module} import {func}\n"
-            f"sys.exit({func}())\n"
+            f"#!/usr/bin/python3\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n"
         )
         script.chmod(0o755)
     share = root / SHARE

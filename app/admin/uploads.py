@@ -64,7 +64,8 @@ def _disposition(headers: dict[bytes, bytes]) -> tuple[str, str | None]:
     return name, None if filename is None else filename.decode("utf-8", "replace")
 
 
-async def receive_upload(
+# Long on purpose: a streaming multipart parser: one state machine reads best as one loop.
+async def receive_upload(  # noqa: PLR0915
     content_type: str, stream: AsyncIterator[bytes], dest_dir: Path, max_bytes: int
 ) -> Upload:
     """Parse a multipart body from ``stream``; write the ``model`` part to ``dest_dir``."""

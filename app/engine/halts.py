@@ -94,7 +94,8 @@ class Halts:
         """The halt alarms left open by the last run: cleared unless still true."""
         self._alarmed |= {k for k in open_alarm_kinds if k.startswith(ALARM_PREFIX)}
 
-    def evaluate(self, now_ns: int) -> list[contract.Blocker]:
+    # Long on purpose: one check per blocking condition, in the order the operator reads them.
+    def evaluate(self, now_ns: int) -> list[contract.Blocker]:  # noqa: PLR0912
         """Every blocker now, most fundamental first (pure: no I/O)."""
         p, cfg = self._probes, self._cfg
         out: list[contract.Blocker] = []

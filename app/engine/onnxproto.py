@@ -261,7 +261,8 @@ class _Walk:
                 self.graph(value, f"training_info {index} algorithm > ", 0)
 
 
-def read_header(data: bytes) -> ModelHeader:
+# Long on purpose: one branch per protobuf field of the message it walks.
+def read_header(data: bytes) -> ModelHeader:  # noqa: PLR0912
     """Read ir_version, opset imports, operators and metadata, and find every tensor stored
     outside the file; raises :class:`ProtoError` for bytes that are not an ONNX model."""
     ir_version = 0

@@ -522,7 +522,8 @@ class RiskGate:
             return None
         return round_price(intent.limit_price, filters.tick_size, intent.side)
 
-    def _check_entry(
+    # Long on purpose: the entry checks in the order the gate applies them; each returns at once.
+    def _check_entry(  # noqa: PLR0912
         self,
         intent: Intent,
         filters: SymbolFilters,

@@ -186,7 +186,8 @@ class Trader:
 
     # -- hot path ------------------------------------------------------------------------------
 
-    def on_event(self, ts_recv_ns: int, ev: Event) -> None:
+    # Long on purpose: the hot path: one function, no calls the decision does not need.
+    def on_event(self, ts_recv_ns: int, ev: Event) -> None:  # noqa: PLR0912
         kind = type(ev)
         symbol: str = ev.symbol
         venue = self._venue

@@ -220,7 +220,8 @@ class RestExchange:
 
     # -- requests ------------------------------------------------------------------------------
 
-    async def _request(
+    # Long on purpose: the one place retries, clock resync and error translation happen.
+    async def _request(  # noqa: PLR0912, PLR0915
         self,
         method: str,
         path: str,

@@ -91,7 +91,8 @@ async def resume_shadow(
     return []
 
 
-def model_commands(
+# Long on purpose: the model.* handlers share the store, slot and shadow as closures.
+def model_commands(  # noqa: PLR0915
     store: ModelStore,
     slot: InferenceSlot,
     shadow: ShadowRunner | None = None,

@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--clock-offset-ms", type=int, default=0, help="shift the server clock")
 
 
-def config_from_args(args: argparse.Namespace) -> SimConfig:
+# Long on purpose: one branch per command-line fault.
+def config_from_args(args: argparse.Namespace) -> SimConfig:  # noqa: PLR0912
     """Validate the parsed options into a :class:`SimConfig`."""
     if args.step_ms <= 0 or 1000 % args.step_ms:
         raise ConfigError("--step-ms must divide 1000 (e.g. 50 or 100)")

@@ -85,7 +85,8 @@ class Faults:
         """Call ``listener`` after every change."""
         self._listeners.append(listener)
 
-    def apply(self, changes: Mapping[str, object]) -> None:
+    # Long on purpose: one branch per fault setting.
+    def apply(self, changes: Mapping[str, object]) -> None:  # noqa: PLR0912
         """Change the keys given (``None`` clears a key); raise ValueError naming a bad one.
 
         ``stall: true`` stalls until ``stall: false``; with ``stall_for_s`` (alone or with

@@ -254,7 +254,8 @@ class Exchange:
 
     # -- placing -------------------------------------------------------------------------------
 
-    def place(self, params: dict[str, str], now: int) -> tuple[Order, dict[str, object]]:
+    # Long on purpose: Binance's order rules, checked in the exchange's own order.
+    def place(self, params: dict[str, str], now: int) -> tuple[Order, dict[str, object]]:  # noqa: PLR0912, PLR0915
         """Validate and accept a new order, match it; return it and the REST response body."""
         symbol = params.get("symbol", "").upper()
         if not symbol:
@@ -384,7 +385,8 @@ class Exchange:
             return steps if pos.amt and (pos.amt > 0) != order.buy else 0
         return steps if (order.position_side == "LONG") != order.buy else 0
 
-    def _check_economics(self, order: Order, market: SymbolMarket) -> None:
+    # Long on purpose: Binance's order rules, checked in the exchange's own order.
+    def _check_economics(self, order: Order, market: SymbolMarket) -> None:  # noqa: PLR0912
         """Reduce-only, trigger, post-only, min-notional and margin checks before acceptance."""
         spec = order.spec
         acct = self.account
@@ -541,7 +543,9 @@ class Exchange:
 
     # -- the market's step ---------------------------------------------------------------------
 
-    def on_step(self, market: SymbolMarket, t_end: int) -> None:
+    # Long on purpose: one market step's consequences (fills, triggers, funding, liquidation) in
+    # the order the exchange applies them.
+    def on_step(self, market: SymbolMarket, t_end: int) -> None:  # noqa: PLR0912
         """After each market step: fills of resting orders, stop triggers, funding."""
         symbol = market.spec.symbol
         mark_changed = self._note_mark(market)

@@ -52,7 +52,8 @@ def _time_arg(params: dict[str, str], name: str) -> int | None:
     return int(text)
 
 
-def trading_routes(state: SimState) -> list[BaseRoute]:
+# Long on purpose: the trading routes as closures over the account (to be split).
+def trading_routes(state: SimState) -> list[BaseRoute]:  # noqa: PLR0915
     """The signed route table."""
     exchange = state.exchange
     account = exchange.account

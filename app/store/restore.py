@@ -123,7 +123,8 @@ def pending(data_dir: Path) -> dict[str, Any] | None:
     return body
 
 
-def apply_pending_restore(data_dir: Path, panel_dir: Path | None = None) -> RestoreReport | None:
+# Long on purpose: one branch per member kind of an archive.
+def apply_pending_restore(data_dir: Path, panel_dir: Path | None = None) -> RestoreReport | None:  # noqa: PLR0912
     """Swap a staged archive's members in; None when no restore waits.
 
     Call before any database under ``data_dir`` is opened. The restored engine comes back paused.
