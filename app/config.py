@@ -176,6 +176,8 @@ class LiveConfig:
     stream_backoff_initial_s: float = 0.2
     stream_backoff_max_s: float = 10.0
     reconcile_interval_s: float = 60.0
+    # How often the clock offset to the exchange is measured (the halts read it).
+    clock_check_interval_s: float = 30.0
     # Preflight bounds.
     max_clock_offset_ms: int = 1000
     min_balance: Decimal = Decimal("100")

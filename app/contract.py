@@ -540,6 +540,8 @@ class ModelList(Result, frozen=True):
     rollback_to: str | None
     models: list[StoredModel]
     shadow_run: ShadowRun
+    # Uploads being validated or waiting for the validator (one runs at a time).
+    validating: int = 0
 
 
 class ModelSwitched(Result, frozen=True):

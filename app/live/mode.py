@@ -42,7 +42,7 @@ from app.engine.orders import OrderUpdate, Submit
 from app.engine.portfolio import AccountSnapshot, Portfolio
 from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.risk import LIVE, PAPER, BreakerState, RiskEvent, RiskGate, record_risk_event
-from app.errors import ControlError, LiveModeError
+from app.errors import ControlError, ExchangeApiError, LiveModeError, TransientError
 from app.live import keys
 from app.live.client import ExchangeClient, RestExchange, dec
 from app.live.journal import OrderJournal
@@ -197,6 +197,7 @@ class LiveController:
         for coro, name in (
             (stream.run(), "live.userstream"),
             (self._reconcile_loop(), "live.reconcile"),
+            (self._clock_loop(client), "live.clock"),
         ):
             task = asyncio.create_task(coro, name=name)
             task.add_done_callback(lambda t: _task_ended(t, venue))
@@ -211,6 +212,20 @@ class LiveController:
         if self._breakers is None or self._paper_equity is None or self.gate.mode == mode:
             return
         self.gate.switch_mode(mode, await self._breakers(mode), equity)
+
+    async def _clock_loop(self, client: ExchangeClient) -> None:
+        """Measure the clock offset to the exchange now and then: signed requests carry the
+        correction, but a drifting clock misjudges every market timestamp, so the engine's halts
+        stop entries while the offset is beyond ``max_clock_offset_ms``."""
+        while True:
+            await asyncio.sleep(self.live_cfg.clock_check_interval_s)
+            try:
+                offset = await client.sync_time()
+            except (ExchangeApiError, OSError, TransientError) as exc:
+                log.warning("clock check failed: %s", exc)
+                continue
+            if abs(offset) > self.live_cfg.max_clock_offset_ms:
+                log.warning("clock is %d ms off the exchange's", offset)
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -58,6 +58,28 @@ def _validation(report: ValidationReport) -> contract.Validation:
     return msgspec.convert(doc, contract.Validation)
 
 
+class ValidatorQueue:
+    """One validator child at a time (each may take a core and hundreds of MB for up to its wall
+    limit), and at most ``depth`` more waiting: a burst of uploads is refused, not stacked."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self.depth = depth
+        self.pending = 0  # running + waiting
+        self._lock = asyncio.Lock()
+
+    async def validate(self, path: Path, limits: ValidationLimits) -> ValidationReport:
+        if self.pending > self.depth:
+            raise ModelError(
+                f"the validator is busy ({self.pending} models in line); try again in a minute"
+            )
+        self.pending += 1
+        try:
+            async with self._lock:
+                return await validate_async(path, limits)
+        finally:
+            self.pending -= 1
+
+
 def load_active(store: ModelStore, default_model: Path) -> tuple[LoadedModel, list[str]]:
     """At engine start: the store's active model, loaded and checked.
 
@@ -98,6 +120,7 @@ def model_commands(  # noqa: PLR0915
     shadow: ShadowRunner | None = None,
     limits: ValidationLimits | None = None,
     live: Callable[[], Trader | None] = lambda: None,
+    validator: ValidatorQueue | None = None,
 ) -> Handlers:
     """The ``model.*`` commands over ``store``, hot-swapping ``slot``.
 
@@ -105,13 +128,14 @@ def model_commands(  # noqa: PLR0915
     trader, whose warmed-up ATR a new shadow run borrows.
     """
     lim = limits or ValidationLimits()
+    queue = validator or ValidatorQueue()
 
     async def validate_cmd(args: contract.PathArgs) -> contract.Validation:
-        return _validation(await validate_async(Path(args.path), lim))
+        return _validation(await queue.validate(Path(args.path), lim))
 
     async def add(args: contract.PathArgs) -> contract.ModelAdded:
         path = Path(args.path)
-        report = await validate_async(path, lim)
+        report = await queue.validate(path, lim)
         if not report.ok or report.model is None:
             name = args.name or path.name
             raise ModelError(f"model {name} refused: {'; '.join(report.problems)}", report.problems)
@@ -144,6 +168,7 @@ def model_commands(  # noqa: PLR0915
             rollback_to=st.previous[-1] if st.previous else None,
             models=msgspec.convert(store.listing(), list[contract.StoredModel]),
             shadow_run=_shadow_run(),
+            validating=queue.pending,
         )
 
     async def _switch(sha: str, write: Callable[[], object], action: str) -> contract.ModelSwitched:

@@ -408,3 +408,64 @@ async def test_live_keeps_its_own_breakers_from_the_wallet_across_a_restart(
         await second.close()
         second.journal.close()
         conn.close()
+
+
+async def test_a_drifting_clock_halts_entries_and_resumes_when_it_is_back(
+    live_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    """The exchange's clock 3 s off ours while live: the clock check measures it and the halts
+    stop entries; back in step, they resume by themselves."""
+    from app.engine.halts import Halts, LiveView, Probes
+    from app.engine.health import FeedHealth
+    from app.engine.state import EngineState
+
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    live, gate, _ = _controller(
+        live_sim, tmp_path, clock, replace(FAST, clock_check_interval_s=0.2)
+    )
+    cfg = AppConfig(live=replace(FAST, clock_check_interval_s=0.2))
+
+    def view() -> LiveView | None:
+        session = live.session
+        if session is None or live.venue is None:
+            return None
+        return LiveView(False, "", session.client.offset_ms)
+
+    halts = Halts(
+        cfg,
+        clock,
+        Probes(EngineState(), gate, FeedHealth(clock), view, dict, lambda: ""),
+        _noop_alarm,
+        _noop_clear,
+    )
+    try:
+        await _go_live(live)
+
+        def codes() -> set[str]:
+            return {b.code for b in halts.evaluate(clock.time_ns())}
+
+        async def blocked() -> bool:
+            return "clock_offset" in codes()
+
+        async def clear() -> bool:
+            return "clock_offset" not in codes()
+
+        assert await clear()
+        live_sim.set_faults(clock_offset_ms=3000)
+        await eventually(blocked, what="the clock check to see the offset")
+        offset = view()
+        assert offset is not None and offset.clock_offset_ms is not None
+        assert 2_500 < offset.clock_offset_ms < 3_500
+        live_sim.set_faults(clock_offset_ms=0)
+        await eventually(clear, what="the offset back in bounds")
+    finally:
+        live_sim.set_faults(clock_offset_ms=0)
+        await live.close()
+
+
+async def _noop_alarm(kind: str, message: str) -> None:
+    return None
+
+
+async def _noop_clear(kind: str) -> None:
+    return None

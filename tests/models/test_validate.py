@@ -266,3 +266,28 @@ async def test_validate_async_matches_blocking(tmp_path: Path) -> None:
             p.split(":")[0] for p in blocking.problems
         ]
         assert report.ok is (path == DEFAULT)
+
+
+async def test_one_validator_at_a_time_and_a_bounded_line(tmp_path: Path) -> None:
+    """Four uploads at once with room for one waiting: one runs, one waits, two are refused; the
+    lock keeps the two validated ones from overlapping (a second child would double the memory)."""
+    import asyncio
+
+    from app.models.commands import ValidatorQueue
+
+    store = ModelStore(tmp_path / "models", ManualClock())
+    active = load_model(DEFAULT)
+    store.ensure_active(DEFAULT, active.contract.model_version)
+    queue = ValidatorQueue(depth=1)
+    handlers = model_commands(store, InferenceSlot(active), validator=queue)
+    results = await asyncio.gather(
+        *(invoke(handlers, "model.validate", path=str(DEFAULT)) for _ in range(4)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, ModelError)]
+    validated = [r for r in results if isinstance(r, dict)]
+    assert len(validated) == 2 and all(r["ok"] for r in validated)
+    assert len(refused) == 2 and all("the validator is busy" in str(r) for r in refused)
+    assert queue.pending == 0
+    listing = await invoke(handlers, "model.list")
+    assert listing["validating"] == 0
