@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import httpx
 import msgspec
 
+from app.binance.margin import Brackets, parse_brackets
 from app.clock import Clock
 from app.config import LiveConfig
 from app.errors import (
@@ -71,6 +72,7 @@ class ExchangeClient(Protocol):
 
     async def sync_time(self) -> int: ...
     async def exchange_info(self) -> dict[str, Any]: ...
+    async def leverage_brackets(self) -> dict[str, Brackets]: ...
     async def new_order(self, params: Params) -> dict[str, Any]: ...
     async def query_order(self, symbol: str, client_id: str) -> dict[str, Any] | None: ...
     async def cancel_order(self, symbol: str, client_id: str) -> dict[str, Any]: ...
@@ -296,6 +298,14 @@ class RestExchange:
         raise ExchangeApiError(where, status=status, code=code, msg=msg)
 
     # -- endpoints -----------------------------------------------------------------------------
+
+    async def leverage_brackets(self) -> dict[str, Brackets]:
+        """``GET /fapi/v1/leverageBracket`` (signed): every symbol's notional brackets."""
+        body = await self._request("GET", "/fapi/v1/leverageBracket", signed=True)
+        try:
+            return parse_brackets(body)
+        except ValueError as exc:
+            raise ExchangeApiError(f"leverageBracket: {exc}") from exc
 
     async def exchange_info(self) -> dict[str, Any]:
         """``GET /fapi/v1/exchangeInfo``; also adopts its REQUEST_WEIGHT limit."""

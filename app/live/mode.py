@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from app import contract
+from app.binance.margin import Brackets
 from app.clock import Clock
 from app.config import AppConfig, LiveConfig
 from app.engine.control import Handlers
@@ -102,6 +103,7 @@ class LiveController:
         journal: OrderJournal | None = None,
         breakers: LoadBreakers | None = None,
         paper_equity: Callable[[], Decimal] | None = None,
+        brackets: dict[str, Brackets] | None = None,
     ) -> None:
         self.cfg = cfg
         self.live_cfg = live_cfg
@@ -114,6 +116,8 @@ class LiveController:
         self._record_risk = record_risk
         self._breakers = breakers
         self._paper_equity = paper_equity
+        # The engine's brackets (paper, the gate): replaced by the exchange's at every preflight.
+        self.brackets = brackets if brackets is not None else {}
         self.session: LiveSession | None = None
         self._preflight: PreflightResult | None = None
         self.last_report: ReconcileReport | None = None
@@ -257,12 +261,20 @@ class LiveController:
         client = RestExchange(self.cfg.exchange.rest_base, creds, self.live_cfg, self.clock)
         try:
             result = await run_preflight(
-                client, self.live_cfg, self.cfg.risk, self.symbols, self.clock
+                client,
+                self.live_cfg,
+                self.cfg.risk,
+                self.symbols,
+                self.clock,
+                on_brackets=self._adopt_brackets,
             )
         finally:
             await client.aclose()
         self._preflight = result
         return result
+
+    def _adopt_brackets(self, brackets: dict[str, Brackets]) -> None:
+        self.brackets.update({s: t for s, t in brackets.items() if s in self.symbols and t})
 
     async def go_live(self, confirm: str) -> ReconcileReport:
         """Enter live mode (see the module docstring for what it requires)."""
@@ -390,6 +402,7 @@ def build_live(
     *,
     breakers: LoadBreakers | None = None,
     paper_equity: Callable[[], Decimal] | None = None,
+    brackets: dict[str, Brackets] | None = None,
 ) -> LiveController:
     """The engine's live side: rejections recorded in the trading database's ``risk_events``
     through ``submit`` (``DbWriter.submit``), venue changes reported to ``on_change``, each
@@ -401,7 +414,7 @@ def build_live(
     return LiveController(
         cfg, live_cfg or LiveConfig(), clock, gate, filters,
         on_change=on_change, record_risk=record_risk, breakers=breakers,
-        paper_equity=paper_equity,
+        paper_equity=paper_equity, brackets=brackets,
     )  # fmt: skip
 
 

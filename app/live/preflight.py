@@ -17,10 +17,12 @@ a confirmation typed for one account cannot switch another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
+from app.binance.margin import Brackets
 from app.clock import Clock
 from app.config import LiveConfig, RiskConfig
 from app.engine.rest import parse_symbol_filters
@@ -63,6 +65,7 @@ async def run_preflight(
     risk: RiskConfig,
     symbols: tuple[str, ...],
     clock: Clock,
+    on_brackets: Callable[[dict[str, Brackets]], None] | None = None,
 ) -> PreflightResult:
     """Run every check against the exchange (see the module docstring)."""
     checks: list[Check] = []
@@ -98,7 +101,7 @@ async def run_preflight(
             checks.append(Check("position_mode.set", False, str(exc)))
         dual = await client.position_mode()
         checks.append(Check("position_mode", not dual, "hedge mode" if dual else "one-way"))
-        checks.extend(await _symbol_checks(client, cfg, risk, symbols, balance))
+        checks.extend(await _symbol_checks(client, cfg, risk, symbols, balance, on_brackets))
     except ApiKeyError as exc:
         checks.append(Check("keys", False, f"refused by the exchange: {exc}"))
     except ExchangeApiError as exc:
@@ -113,10 +116,14 @@ async def _symbol_checks(
     risk: RiskConfig,
     symbols: tuple[str, ...],
     balance: Decimal,
+    on_brackets: Callable[[dict[str, Brackets]], None] | None,
 ) -> list[Check]:
     info = await client.exchange_info()
     status = {str(s["symbol"]): str(s.get("status", "")) for s in info.get("symbols", ())}
     filters = parse_symbol_filters(info)
+    brackets = await client.leverage_brackets()
+    if on_brackets is not None:
+        on_brackets(brackets)
     checks: list[Check] = []
     for symbol in symbols:
         problems: list[str] = []
@@ -139,6 +146,13 @@ async def _symbol_checks(
             problems.append("no filters in exchangeInfo")
         elif f.min_notional > reach:
             problems.append(f"min notional {f.min_notional} > reachable {reach}")
+        table = brackets.get(symbol)
+        if not table:
+            problems.append("no leverage brackets")
+        elif cfg.leverage > table[0].initial_leverage:
+            problems.append(
+                f"leverage {cfg.leverage} above the first bracket's {table[0].initial_leverage}x"
+            )
         detail = "; ".join(problems) or (
             f"TRADING, {want_margin} {leverage}x, min notional "
             f"{f.min_notional if f else '?'} <= {reach}"

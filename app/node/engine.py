@@ -104,10 +104,10 @@ class Engine:
         self.slot = InferenceSlot(symbols=cfg.feed.symbols)
         # The account's margining, as live mode sets it on the exchange: paper and the gate apply
         # the same leverage, margin type and (Binance's published) brackets.
+        # Binance's published tiers until a live preflight reads the exchange's own.
+        self.brackets = {s.upper(): default_brackets(s) for s in cfg.feed.symbols}
         self.margin = MarginSettings(
-            cfg.live.leverage,
-            cfg.live.margin_type == "ISOLATED",
-            {s.upper(): default_brackets(s) for s in cfg.feed.symbols},
+            cfg.live.leverage, cfg.live.margin_type == "ISOLATED", self.brackets
         )
         self.shadow = ShadowRunner(
             cfg.feed.symbols, clock, self.filters, self.market.books, self.db.submit,
@@ -132,6 +132,7 @@ class Engine:
             cfg, clock, self.gate, self.filters, self.db.submit, self._on_mode, cfg.live,
             breakers=lambda mode: self.db.call(lambda c: risk.load_breaker_state(c, mode)),
             paper_equity=lambda: self.venue.snapshot().equity,
+            brackets=self.brackets,
         )  # fmt: skip
         self.halts = Halts(
             cfg,

@@ -469,3 +469,26 @@ async def _noop_alarm(kind: str, message: str) -> None:
 
 async def _noop_clear(kind: str) -> None:
     return None
+
+
+async def test_preflight_reads_the_exchanges_brackets(
+    live_sim: SimHandle, tmp_path: Path, clock: SystemClock
+) -> None:
+    from app.binance.margin import BTCUSDT_BRACKETS
+
+    keys.save_keys(tmp_path, KEY, SECRET, 1)
+    shared: dict[str, Any] = {}
+    live, _, _ = _controller(live_sim, tmp_path, clock, brackets=shared)
+    try:
+        pre = await live.preflight()
+        assert pre.ok, pre.checks
+        # The engine's dictionary (paper and the gate read it) now holds the exchange's tiers.
+        assert shared[SYMBOL] == BTCUSDT_BRACKETS
+        too_high = replace(FAST, leverage=200)
+        live2, _, _ = _controller(live_sim, tmp_path, clock, too_high)
+        refused = await live2.preflight()
+        # The exchange itself refuses leverage above its brackets when preflight sets it.
+        assert not refused.ok
+        assert any("-4028" in c.detail for c in refused.checks if not c.ok), refused.checks
+    finally:
+        await live.close()
