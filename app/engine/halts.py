@@ -89,6 +89,7 @@ class Halts:
         self._by_symbol: dict[str, str] = {}
         self._since: dict[str, int] = {}
         self._alarmed: set[str] = set()
+        self._ts_started_ns = clock.time_ns()
 
     def take_over(self, open_alarm_kinds: list[str]) -> None:
         """The halt alarms left open by the last run: cleared unless still true."""
@@ -174,7 +175,12 @@ class Halts:
             health = feed.streams.get(name)
             last = health.ts_last_recv_ns if health is not None else 0
             if not last:
-                add("stale_feed", f"{name}: no message yet", symbol)
+                # Connecting takes a moment: only a stream that stays silent past the feed's own
+                # reconnect deadline is stale (and alarmed); until then it is warming up.
+                waited_s = (now_ns - self._ts_started_ns) / _NS
+                grace_s = cfg.stale_after_s + cfg.halt_after_s
+                code = "stale_feed" if waited_s > grace_s else "warming"
+                add(code, f"{name}: no message yet", symbol)
                 return
             age_s = (now_ns - last) / _NS
             if age_s > limit:

@@ -195,3 +195,15 @@ async def test_a_high_margin_ratio_blocks_entries_until_it_falls() -> None:
     r.ratio[0] = Decimal("0.5")
     r.flow("btcusdt", "ethusdt")
     assert await r.step() == [] and r.alarms == {}
+
+
+async def test_a_stream_that_never_spoke_is_warming_then_stale() -> None:
+    r = rig()
+    r.flow("ethusdt")  # btcusdt has not connected yet
+    assert await r.step(1) == ["warming"]  # no alarm for the first seconds of a connection
+    assert r.alarms == {} and r.halts.blockers[0].message == "btcusdt@aggTrade: no message yet"
+    r.flow("ethusdt")
+    r.clock.advance(15)
+    r.flow("ethusdt")
+    assert await r.step() == ["stale_feed"]  # past the reconnect deadline and then some
+    assert list(r.alarms) == ["halt:stale_feed:btcusdt"]
