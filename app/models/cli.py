@@ -93,6 +93,46 @@ def _cmd_dataset(ns: argparse.Namespace) -> int:
     return 0
 
 
+# -- download ----------------------------------------------------------------------------------
+
+
+def parse_time_ms(text: str) -> int:
+    """Epoch milliseconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    from datetime import UTC, datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"{text!r} is neither epoch ms nor an ISO date/time") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _cmd_download(ns: argparse.Namespace) -> int:
+    from app import config as config_mod
+    from app.models.download import DownloadSpec, download
+
+    spec = DownloadSpec(
+        symbols=tuple(s.strip().upper() for s in ns.symbols.split(",") if s.strip()),
+        start_ms=parse_time_ms(ns.start),
+        end_ms=parse_time_ms(ns.end),
+        intervals=tuple(i for i in ns.intervals.split(",") if i),
+        trades=not ns.no_trades,
+        funding=not ns.no_funding,
+        mark_interval="" if ns.mark_interval == "none" else ns.mark_interval,
+        page_limit=ns.page_limit,
+        budget_share=ns.budget_share,
+    )
+    base_url = ns.rest_url or config_mod.EXCHANGE_PROFILES[ns.exchange][0]
+    out = ns.out if ns.out is not None else ns.data_dir / "market"
+    summary = download(spec, base_url, out)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 # -- train -------------------------------------------------------------------------------------
 
 
@@ -256,6 +296,8 @@ def register(sub: Any) -> None:
     p.add_argument("--max-gap-s", type=float, default=5.0)
     p.set_defaults(func=_cmd_dataset)
 
+    _register_download(sub)
+
     p = sub.add_parser("train", help="train an MLP or GRU (needs torch), or --default")
     p.add_argument("--default", action="store_true", help="regenerate models/default.onnx")
     p.add_argument("--segment-minutes", type=int, default=None, help="with --default")
@@ -302,3 +344,22 @@ def register(sub: Any) -> None:
             a.add_argument("ref", nargs="?" if action == "shadow" else None, help=ref_help)
         a.add_argument("--actor", default="", help="who is asking (journalled)")
         a.set_defaults(func=_cmd_model_ctl)
+
+
+def _register_download(sub: Any) -> None:
+    from app import config as config_mod
+
+    p = sub.add_parser("download", help="history from the exchange's REST into the market store")
+    p.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt")
+    p.add_argument("--start", required=True, help="epoch ms or ISO date/time (UTC)")
+    p.add_argument("--end", required=True, help="epoch ms or ISO date/time (UTC), exclusive")
+    p.add_argument("--intervals", default="1m", help="kline intervals, comma-separated")
+    p.add_argument("--mark-interval", default="1m", help="mark/index price klines, or 'none'")
+    p.add_argument("--no-trades", action="store_true", help="skip aggTrades")
+    p.add_argument("--no-funding", action="store_true", help="skip the funding rate history")
+    p.add_argument("--exchange", choices=sorted(config_mod.EXCHANGE_PROFILES), default="sim")
+    p.add_argument("--rest-url", help="override the profile's REST base URL")
+    p.add_argument("--out", type=Path, help="market directory (default: <data-dir>/market)")
+    p.add_argument("--page-limit", type=int, default=1000, help="rows per request (1..1000)")
+    p.add_argument("--budget-share", type=float, default=0.8, help="of the weight limit per min")
+    p.set_defaults(func=_cmd_download)

@@ -253,6 +253,11 @@ def build(
         for k, (_name, events) in enumerate(sources)
         for s in sample(events, spec, k).values()
     ]
+    if not any(len(p.ts_ms) for p in parts):
+        raise ConfigError(
+            "the sources gave no bar closes (no trades for any symbol): nothing to write; "
+            "check the recording, or simulate at least a few minutes"
+        )
     rows = write(out, parts, spec)
     summary: dict[str, Any] = {
         "spec": asdict(spec),

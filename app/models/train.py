@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.engine.model_contract import SCHEMA_VERSION, Layout, ModelContract
+from app.errors import ConfigError
 from app.models import export
 from app.models.dataset import DatasetSpec, Labelled
 from app.models.metrics import summary
@@ -66,6 +67,22 @@ class Windows:
     symbol: npt.NDArray[np.str_]
 
 
+class DatasetTooSmall(ConfigError):
+    """The dataset cannot give a train/validation/test split: the message says what is missing."""
+
+
+def _usable_text(parts: list[Labelled], label: str) -> str:
+    """Per symbol: bars, labelled bars and flagged bars, for an error message."""
+    texts = []
+    for p in parts:
+        y = p.label_h if label == "horizon" else p.tb_label
+        texts.append(
+            f"{p.symbol} (segment {p.segment}): {len(p.ts_ms)} bars, "
+            f"{int(np.isfinite(y).sum())} labelled ({label}), {int(p.bad.sum())} flagged"
+        )
+    return "; ".join(texts) or "no series"
+
+
 def windows(parts: list[Labelled], window: int, horizon: int, label: str) -> Windows:
     """Every usable labelled window of every symbol, in time order."""
     xs, ys, ts, syms = [], [], [], []
@@ -88,7 +105,12 @@ def windows(parts: list[Labelled], window: int, horizon: int, label: str) -> Win
         ts.append(p.ts_ms[ends][keep])
         syms.append(np.full(int(keep.sum()), p.symbol))
     if not xs:
-        raise ValueError("no symbol has enough bars for one window and its horizon")
+        longest = max((len(p.ts_ms) for p in parts), default=0)
+        raise DatasetTooSmall(
+            f"no symbol has enough bars for one window and its horizon: the longest series has "
+            f"{longest} bars, a window needs {window} and the horizon {horizon} more; record or "
+            f"download more, or lower --window / the dataset's --horizon-bars"
+        )
     t = np.concatenate(ts)
     order = np.argsort(t, kind="stable")
     return Windows(
@@ -235,8 +257,21 @@ def train(
     w = windows(parts, cfg.window, spec.horizon_bars, cfg.label)
     tr_i, va_i, te_i = chrono_split(len(w.y), cfg.train_share, cfg.val_share, spec.horizon_bars)
     if min(len(tr_i), len(va_i), len(te_i)) < 10:
-        raise ValueError(f"too few windows ({len(w.y)}) for a train/validation/test split")
+        raise DatasetTooSmall(
+            f"too few usable windows ({len(w.y)}: {len(tr_i)} train, {len(va_i)} validation, "
+            f"{len(te_i)} test after purging {spec.horizon_bars} at each cut) for a split of at "
+            f"least 10 each: {_usable_text(parts, cfg.label)}; record or download more, widen the "
+            f"barriers' horizon or lower their thresholds"
+        )
     tr, va, te = _take(w, tr_i), _take(w, va_i), _take(w, te_i)
+    for split, part in (("train", tr), ("validation", va)):
+        classes = np.unique(part.y)
+        if len(classes) < 2:
+            raise DatasetTooSmall(
+                f"the {split} split holds one class only (every label is {classes[0]:g} with "
+                f"--label {cfg.label}): there is nothing to learn; use more data or other "
+                f"label parameters"
+            )
     fitted = fit(cfg, tr, va)
     p_val = fitted.predict(va.x, cfg.clip)
     long_t = round(float(np.quantile(p_val, 1.0 - cfg.threshold_quantile)), 4)

@@ -13,6 +13,7 @@ depth event (``U``/``u``/``pu`` chained), the partial depths, and once a second 
 from __future__ import annotations
 
 import random
+from collections import deque
 from typing import Protocol
 
 from app.sim.frames import Frame
@@ -25,6 +26,11 @@ MIN_LEVELS = 25
 MAX_LEVELS = 60
 _TAKERS_PER_STEP = (0, 0, 0, 1, 1, 1, 2, 3)
 _E8 = 10**8
+# The live aggTrades kept for ``GET /fapi/v1/aggTrades`` (a few hours at the simulated rate).
+RECENT_TRADES = 100_000
+
+# (agg id, time ms, price ticks, qty steps, first trade id, last trade id, buyer is taker)
+LiveTrade = tuple[int, int, int, int, int, int, bool]
 
 
 class Sink(Protocol):
@@ -58,6 +64,10 @@ class SymbolMarket:
         self.last_u = self.update_id
         self.agg_id = rng.randrange(10**8, 10**9)
         self.trade_id = rng.randrange(10**9, 10**10)
+        # The history before the start (app/sim/history.py) ends just before these ids.
+        self.first_agg_id = self.agg_id + 1
+        self.first_trade_id = self.trade_id + 1
+        self.recent_trades: deque[LiveTrade] = deque(maxlen=RECENT_TRADES)
         self.premium_ppm = rng.randrange(-100, 101)
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
@@ -211,6 +221,7 @@ class SymbolMarket:
             self.last_tx_ms = t
             self.klines.record(t, price, fill, buy)
             self.step_trades.append((t, price, fill, buy))
+            self.recent_trades.append((self.agg_id, t, price, fill, first, self.trade_id, buy))
             if emit:
                 s = self.spec
                 out.publish(

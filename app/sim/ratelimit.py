@@ -31,7 +31,11 @@ _WEIGHTS: dict[tuple[str, str], int] = {
     ("GET", "/fapi/v1/userTrades"): 5,
     ("GET", "/fapi/v1/income"): 30,
     ("GET", "/fapi/v1/positionSide/dual"): 30,
+    ("GET", "/fapi/v1/aggTrades"): 20,
 }
+_KLINE_PATHS = frozenset(
+    {"/fapi/v1/klines", "/fapi/v1/markPriceKlines", "/fapi/v1/indexPriceKlines"}
+)
 _DEPTH_WEIGHTS = ((50, 2), (100, 5), (500, 10), (1000, 20))
 
 
@@ -43,7 +47,7 @@ def request_weight(method: str, path: str, query: str) -> int:
     if path == "/fapi/v1/depth":
         limit = _int_arg(query, "limit", 500)
         return next((w for top, w in _DEPTH_WEIGHTS if limit <= top), 20)
-    if path == "/fapi/v1/klines":
+    if path in _KLINE_PATHS:
         limit = _int_arg(query, "limit", 500)
         return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
     if path == "/fapi/v1/openOrders" and method == "GET" and "symbol=" not in query:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app.sim.apierror import ApiError
-from app.sim.exchange_info import exchange_info
+from app.sim.exchange_info import RATE_LIMITS, exchange_info
 from app.sim.klines import INTERVALS_MS, KlineQuery
 from app.sim.state import SimState
 
@@ -77,7 +77,15 @@ def rest_routes(state: SimState) -> list[BaseRoute]:  # noqa: PLR0915
             body = dict(state.exchange_info_body)
             body["serverTime"] = state.now_ms()
             return json_response(body)
-        return json_response(exchange_info(state.specs.values(), state.now_ms()))
+        body = exchange_info(state.specs.values(), state.now_ms())
+        # The weight limit in force (``--weight-limit``), which clients budget against.
+        body["rateLimits"] = [
+            {**limit, "limit": state.config.trading.weight_limit}
+            if limit["rateLimitType"] == "REQUEST_WEIGHT"
+            else limit
+            for limit in RATE_LIMITS
+        ]
+        return json_response(body)
 
     async def depth(request: Request) -> Response:
         symbol = symbol_of(request)

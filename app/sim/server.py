@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 
 from app.clock import Clock, SystemClock
 from app.sim.config import SimConfig
+from app.sim.history_rest import history_routes
 from app.sim.live import run_live
 from app.sim.pong import delayed_pong_protocol
 from app.sim.ratelimit import RateLimitMiddleware
@@ -64,7 +65,12 @@ def build_app(state: SimState, listening: str = "") -> Starlette:
                 await task
 
     return Starlette(
-        routes=[*rest_routes(state), *trading_routes(state), *ws_routes(state)],
+        routes=[
+            *rest_routes(state),
+            *history_routes(state),
+            *trading_routes(state),
+            *ws_routes(state),
+        ],
         middleware=[Middleware(RateLimitMiddleware, limiter=state.limiter)],
         exception_handlers={ApiError: api_error_handler},
         lifespan=lifespan,

@@ -61,7 +61,10 @@ def iter_frames(path: Path) -> Iterator[tuple[int, bytes]]:
         return
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT codec, body FROM raw_blocks ORDER BY id")
+        # By time, then as written: the recorder writes blocks in time order, and history that
+        # ``appliance download`` imported later (app/store/imports.py, never overlapping other
+        # frames) takes its place in time rather than after them.
+        rows = conn.execute("SELECT codec, body FROM raw_blocks ORDER BY ts_first_ns, id")
         for codec, body in rows:
             if codec != CODEC:
                 raise ValueError(f"{path}: unknown raw block codec {codec!r}")

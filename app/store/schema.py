@@ -59,6 +59,66 @@ MARKET_MIGRATIONS: list[str] = [
     );
     CREATE INDEX marks_symbol_ts ON marks (symbol, ts_event_ms);
     """,
+    # History imported by ``appliance download`` (app/store/imports.py): one row per job and week
+    # file, written in the transaction that adds its frames, so a job is never imported twice.
+    """
+    CREATE TABLE imports (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        symbols TEXT NOT NULL,
+        ts_first_ns INTEGER NOT NULL,
+        ts_last_ns INTEGER NOT NULL,
+        first_block INTEGER,
+        last_block INTEGER,
+        frames INTEGER NOT NULL,
+        ts_ns INTEGER NOT NULL
+    );
+    """,
+]
+
+# The staging database of ``appliance download`` (``<market dir>/download/staging.db``): every
+# page fetched, deduplicated by its natural key, and each task's cursor, written in one
+# transaction per page so that an interrupted download continues where it stopped.
+DOWNLOAD_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE agg_trades (
+        symbol TEXT NOT NULL,
+        agg_id INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        price TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        first_id INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        buyer_maker INTEGER NOT NULL,
+        PRIMARY KEY (symbol, agg_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX agg_trades_ts ON agg_trades (ts_ms);
+    CREATE TABLE klines (
+        symbol TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        interval TEXT NOT NULL,
+        open_ms INTEGER NOT NULL,
+        close_ms INTEGER NOT NULL,
+        row TEXT NOT NULL,
+        PRIMARY KEY (symbol, kind, interval, open_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX klines_close ON klines (close_ms);
+    CREATE TABLE funding (
+        symbol TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        rate TEXT NOT NULL,
+        mark TEXT NOT NULL,
+        PRIMARY KEY (symbol, ts_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE cursors (
+        task TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        from_id INTEGER,
+        rows INTEGER NOT NULL,
+        done INTEGER NOT NULL
+    );
+    """,
 ]
 
 # Paper and live keep their own breakers (app/engine/risk.py): one row per mode. The single row
