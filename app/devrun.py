@@ -4,6 +4,10 @@ Starts the exchange simulator (unless told not to, or the exchange is not the si
 engine and the admin panel (unless ``--no-admin``; port ``--admin-port``, 8080 by default) as
 child processes, restarts a child that dies (with backoff, like ``Restart=on-failure``)
 and stops them all, engine first, on Ctrl-C or SIGTERM.
+
+While they run it logs what a developer watching the terminal wants to see happen, read from the
+engine's trading database (read-only, once a second; the engine stays its only writer): one line
+per decision that sends an order, per fill, and per breaker, kill switch or resume.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ import argparse
 import logging
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
 from types import FrameType
 
 from app.config import DEFAULT_ADMIN_PORT, AppConfig
+from app.store import db
 
 log = logging.getLogger("appliance.run")
 
@@ -73,6 +81,102 @@ def _wait_port(host: str, port: int, timeout: float, child: Child) -> bool:
         except OSError:
             time.sleep(0.1)
     return False
+
+
+# Order purpose (app/engine/orders.py) -> what the decision was.
+_PURPOSES = {
+    "entry": "open",
+    "reduce": "close on signal",
+    "exit:stop": "stop-loss",
+    "exit:take_profit": "take-profit",
+    "kill": "kill switch: flatten",
+    "liquidation": "liquidation",
+}
+_EVENT_KINDS = ("breaker", "kill", "resume")
+
+
+def _num(text: object) -> str:
+    """A stored decimal without its trailing zeros (prices and quantities come at tick size)."""
+    try:
+        value = Decimal(str(text)).normalize()
+    except ArithmeticError:
+        return str(text)
+    return f"{value:f}"
+
+
+@dataclass
+class TradeLog:
+    """Logs new orders, fills and breaker events from ``trading.db`` (see the module docstring).
+
+    Starts at what is already there: a restart does not replay the history.
+    """
+
+    path: Path
+    started: bool = False
+    order_ts_ns: int = 0
+    fill_id: int = 0
+    event_id: int = 0
+
+    def poll(self) -> list[str]:
+        """The lines for what is new since the last call (also logged)."""
+        if not self.path.exists():
+            return []
+        try:
+            conn = db.connect(self.path, readonly=True)
+        except sqlite3.Error:
+            return []
+        try:
+            lines = self._read(conn)
+        except sqlite3.OperationalError as exc:
+            # Tables appear with the engine's first migration: nothing to say until then.
+            log.debug("trade log: %s", exc)
+            return []
+        finally:
+            conn.close()
+        if not self.started:
+            self.started = True
+            return []
+        for line in lines:
+            log.info("%s", line)
+        return lines
+
+    def _read(self, conn: sqlite3.Connection) -> list[str]:
+        lines: list[tuple[int, str]] = []
+        for ts, symbol, side, qty, purpose, model in conn.execute(
+            "SELECT ts_created_ns, symbol, side, qty, purpose, model_version FROM orders "
+            "WHERE ts_created_ns > ? ORDER BY ts_created_ns",
+            (self.order_ts_ns,),
+        ):
+            self.order_ts_ns = max(self.order_ts_ns, int(ts))
+            what = _PURPOSES.get(purpose, purpose)
+            lines.append(
+                (ts, f"decision {symbol}: {what}, {side.lower()} {_num(qty)} (model {model})")
+            )
+        for fid, ts, symbol, side, price, qty, fee, realized in conn.execute(
+            "SELECT id, ts_ns, symbol, side, price, qty, fee, realized_pnl FROM fills "
+            "WHERE id > ? ORDER BY id",
+            (self.fill_id,),
+        ):
+            self.fill_id = max(self.fill_id, int(fid))
+            pnl = Decimal(str(realized))
+            tail = f", realised {pnl:+.4f}" if pnl else ""
+            lines.append(
+                (
+                    ts,
+                    f"fill {symbol}: {side.lower()} {_num(qty)} at {_num(price)}, "
+                    f"fee {Decimal(str(fee)):.4f}{tail}",
+                )
+            )
+        marks = ", ".join("?" * len(_EVENT_KINDS))
+        for eid, ts, kind, code, symbol, message in conn.execute(
+            "SELECT id, ts_ns, kind, code, symbol, message FROM risk_events "  # noqa: S608
+            f"WHERE id > ? AND kind IN ({marks}) ORDER BY id",
+            (self.event_id, *_EVENT_KINDS),
+        ):
+            self.event_id = max(self.event_id, int(eid))
+            where = f" {symbol}" if symbol else ""
+            lines.append((ts, f"{kind}{where}: {code}: {message}"))
+        return [text for _, text in sorted(lines, key=lambda pair: pair[0])]
 
 
 def children(cfg: AppConfig, ns: argparse.Namespace) -> list[Child]:
@@ -131,6 +235,8 @@ def run_all(cfg: AppConfig, ns: argparse.Namespace) -> int:
     procs = children(cfg, ns)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     log.info("data in %s; Ctrl-C stops everything", cfg.data_dir)
+    trades = TradeLog(cfg.data_dir / "trading.db")
+    next_poll = 0.0
     try:
         for child in procs:
             child.start()
@@ -156,6 +262,9 @@ def run_all(cfg: AppConfig, ns: argparse.Namespace) -> int:
                     child.next_start = 0.0
                     child.backoff_s = min(child.backoff_s * 2, _BACKOFF_MAX_S)
                     child.start()
+            if now >= next_poll:
+                trades.poll()
+                next_poll = now + 1.0
             time.sleep(0.1)
     finally:
         for child in reversed(procs):

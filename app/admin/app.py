@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from typing import TypedDict
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.admin import alerts
+from app.admin import alerts, errorpages
 from app.admin.gate import Gate
 from app.admin.render import make_templates
 from app.admin.security import SecurityHeaders
@@ -25,7 +28,14 @@ class LifespanState(TypedDict):
 
 
 def routes(panel: Panel) -> list[Route | Mount]:
+    icon = panel.cfg.web_dir / "static" / "favicon.svg"
+
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for /favicon.ico whatever the page says; the vendored SVG answers.
+        return FileResponse(icon, media_type="image/svg+xml")
+
     return [
+        Route("/favicon.ico", favicon, name="favicon"),
         Route("/login", auth.login_page, methods=["GET"], name="login"),
         Route("/login", auth.login_submit, methods=["POST"], name="login_submit"),
         Route("/logout", auth.logout, methods=["POST"], name="logout"),
@@ -36,11 +46,14 @@ def routes(panel: Panel) -> list[Route | Mount]:
         Route("/live/dashboard", dashboard.dashboard_stream, name="dashboard_stream"),
         Route("/pnl", pnl.pnl_page, name="pnl"),
         Route("/pnl/trades.csv", pnl.trades_csv, name="trades_csv"),
+        Route("/pnl/round-trips.csv", pnl.round_trips_csv, name="round_trips_csv"),
+        Route("/pnl/round-trips", pnl.round_trips_fragment, name="round_trips"),
         Route("/models", models.models_page, name="models"),
         Route("/models/table", models.models_table, name="models_table"),
         Route("/models/upload", models.upload, methods=["POST"], name="model_upload"),
         Route("/models/{action}", models.model_action, methods=["POST"], name="model_action"),
         Route("/mode", mode.mode_page, name="mode"),
+        Route("/fragments/status", mode.status_fragment, name="status_fragment"),
         Route("/mode/preflight", mode.preflight, methods=["POST"], name="mode_preflight"),
         Route("/mode/live", mode.go_live, methods=["POST"], name="mode_live"),
         Route("/mode/paper", mode.go_paper, methods=["POST"], name="mode_paper"),
@@ -90,5 +103,6 @@ def create_app(panel: Panel) -> Starlette:
     return Starlette(
         routes=routes(panel),
         middleware=[Middleware(SecurityHeaders), Middleware(Gate)],
+        exception_handlers={HTTPException: errorpages.http_error},
         lifespan=lifespan,
     )

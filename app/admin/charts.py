@@ -54,8 +54,9 @@ def empty(label: str, message: str) -> Markup:
     )
 
 
-def line_chart(label: str, points: Sequence[tuple[int, Decimal]]) -> Markup:
-    """A line over time: ``points`` are (ts_ns, value), oldest first."""
+def line_chart(label: str, points: Sequence[tuple[int, Decimal]], area: bool = False) -> Markup:
+    """A line over time: ``points`` are (ts_ns, value), oldest first; ``area`` shades between
+    the line and the top of the range (a drawdown under its zero)."""
     if not points:
         return empty(label, "no data yet")
     xs = [p[0] for p in points]
@@ -70,6 +71,10 @@ def line_chart(label: str, points: Sequence[tuple[int, Decimal]]) -> Markup:
         for x, y in zip(xs, ys, strict=True)
     )
     body = f'<polyline class="series" fill="none" points="{coords}"/>'
+    if area:
+        right = PAD_L + plot_w if xs[-1] > xs[0] else PAD_L
+        shade = f"{coords} {right:.1f},{PAD_T} {PAD_L},{PAD_T}"
+        body = f'<polygon class="area" points="{shade}"/>' + body
     return _frame(label, body, lo, hi, _when(xs[0]), _when(xs[-1]))
 
 
@@ -82,7 +87,9 @@ def bar_chart(label: str, bars: Sequence[tuple[str, Decimal]]) -> Markup:
     if hi == lo:
         hi = lo + 1.0
     plot_w, plot_h = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
-    step = plot_w / len(bars)
+    # A slot per bar, never wider than a week's bar: one day is one bar, not a full-width block.
+    step = min(plot_w / len(bars), plot_w / 7)
+    x0 = PAD_L + (plot_w - step * len(bars)) / 2
     zero_y = PAD_T + hi / (hi - lo) * plot_h
     parts = [
         f'<line class="zero" x1="{PAD_L}" y1="{zero_y:.1f}" '
@@ -93,8 +100,51 @@ def bar_chart(label: str, bars: Sequence[tuple[str, Decimal]]) -> Markup:
         height = abs(y) / (hi - lo) * plot_h
         cls = "gain" if y >= 0 else "loss"
         parts.append(
-            f'<rect class="{cls}" x="{PAD_L + i * step + step * 0.1:.1f}" y="{top:.1f}" '
+            f'<rect class="{cls}" x="{x0 + i * step + step * 0.1:.1f}" y="{top:.1f}" '
             f'width="{step * 0.8:.1f}" height="{max(height, 0.5):.1f}">'
             f"<title>{escape(name)}: {escape(str(value))}</title></rect>"
         )
-    return _frame(label, "".join(parts), lo, hi, bars[0][0], bars[-1][0])
+    for i, (name, _) in enumerate(bars):
+        if len(bars) <= 7 or i in (0, len(bars) - 1):
+            parts.append(
+                f'<text class="tick" x="{x0 + (i + 0.5) * step:.1f}" y="{HEIGHT - 8}" '
+                f'text-anchor="middle">{escape(name)}</text>'
+            )
+    return _frame(label, "".join(parts), lo, hi, "", "")
+
+
+SPARK_W, SPARK_H = 240, 48
+
+
+def sparkline(label: str, values: Sequence[Decimal]) -> Markup:
+    """A small line without axes (the numbers stand beside it): ``values`` oldest first."""
+    if len(values) < 2:
+        return Markup(  # noqa: S704
+            f'<svg class="spark" viewBox="0 0 {SPARK_W} {SPARK_H}" role="img" '
+            f'aria-label="{escape(label)}: not enough points yet"></svg>'
+        )
+    ys = [float(v) for v in values]
+    lo, hi = min(ys), max(ys)
+    if hi == lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    step = SPARK_W / (len(ys) - 1)
+    coords = " ".join(
+        f"{i * step:.1f},{2 + (hi - y) / (hi - lo) * (SPARK_H - 4):.1f}" for i, y in enumerate(ys)
+    )
+    trend = "gain" if ys[-1] >= ys[0] else "loss"
+    return Markup(  # noqa: S704 - only numbers and an escaped label are interpolated
+        f'<svg class="spark {trend}" viewBox="0 0 {SPARK_W} {SPARK_H}" role="img" '
+        f'aria-label="{escape(label)}" preserveAspectRatio="none">'
+        f"<title>{escape(label)}</title>"
+        f'<polyline class="series" fill="none" points="{coords}"/></svg>'
+    )
+
+
+def drawdown(points: Sequence[tuple[int, Decimal]]) -> list[tuple[int, Decimal]]:
+    """Drawdown from the running peak, in percent (0 or negative), for each equity point."""
+    out: list[tuple[int, Decimal]] = []
+    peak: Decimal | None = None
+    for ts, value in points:
+        peak = value if peak is None or value > peak else peak
+        out.append((ts, (value - peak) / peak * 100 if peak else Decimal(0)))
+    return out

@@ -28,7 +28,7 @@ from app.admin import csrf
 from app.admin.sessions import COOKIE
 from app.admin.state import Panel
 
-PUBLIC_PATHS = frozenset({"/login", "/setup"})
+PUBLIC_PATHS = frozenset({"/login", "/setup", "/favicon.ico"})
 MAX_FORM_BYTES = 256 * 1024
 STREAMED_PATHS = frozenset({"/models/upload"})
 # Multipart framing around an uploaded file: boundaries, part headers, the small fields.

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.admin.roundtrips import Fill, Funding
 from app.store import db
 
 T = TypeVar("T")
@@ -252,6 +253,48 @@ class EngineReader:
             return fees, funding
 
         return self._query(q, (ZERO, ZERO))
+
+    def fills_for_round_trips(self, limit: int = 20_000) -> tuple[list[Fill], list[Funding]]:
+        """The last ``limit`` fills (oldest first) with their order's purpose and model, and the
+        funding payments since the first of them: what :func:`roundtrips.build` needs."""
+
+        def q(conn: sqlite3.Connection) -> tuple[list[Fill], list[Funding]]:
+            rows = conn.execute(
+                "SELECT * FROM (SELECT f.ts_ns, f.id, f.symbol, f.side, f.price, f.qty, f.fee, "
+                "f.realized_pnl, coalesce(o.purpose, ''), coalesce(o.model_version, '') "
+                "FROM fills f LEFT JOIN orders o ON o.client_id = f.client_id "
+                "ORDER BY f.ts_ns DESC, f.id DESC LIMIT ?) ORDER BY 1, 2",
+                (limit,),
+            ).fetchall()
+            fills = [
+                Fill(
+                    ts_ns=int(r[0]),
+                    symbol=str(r[2]),
+                    side=str(r[3]),
+                    price=Decimal(r[4]),
+                    qty=Decimal(r[5]),
+                    fee=Decimal(r[6]),
+                    realized=Decimal(r[7]),
+                    purpose=str(r[8]),
+                    model_version=str(r[9]),
+                )
+                for r in rows
+            ]
+            funding: list[Funding] = []
+            if fills:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    funding = [
+                        Funding(int(r[0]), str(r[1]), Decimal(r[2]))
+                        for r in conn.execute(
+                            "SELECT ts_ns, symbol, amount FROM funding_payments WHERE ts_ns >= ? "
+                            "ORDER BY ts_ns",
+                            (fills[0].ts_ns,),
+                        )
+                    ]
+            return fills, funding
+
+        empty: tuple[list[Fill], list[Funding]] = ([], [])
+        return self._query(q, empty)
 
     def symbols_traded(self) -> list[str]:
         return self._query(

@@ -9,8 +9,10 @@ middleware sees a response already started and sends nothing more.
 
 from __future__ import annotations
 
-from starlette.responses import PlainTextResponse
+from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.admin.errorpages import SERVER_ERROR_HTML
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -56,6 +58,6 @@ class SecurityHeaders:
             await self.app(scope, receive, send_with_headers)
         except Exception:
             if not started:
-                error = PlainTextResponse("Internal Server Error", 500)
+                error = HTMLResponse(SERVER_ERROR_HTML, 500)
                 await error(scope, receive, send_with_headers)
             raise

@@ -321,7 +321,7 @@ def test_out_of_range_parameters_answer_400_with_a_message(
         for path in ("/pnl", "/pnl/trades.csv") if named != "page" else ("/pnl",):
             response = client.get(f"{path}?{query}")
             assert response.status_code == 400, (path, query, response.status_code)
-            assert response.text.startswith(f"{named}: expected"), response.text
+            assert f"{named}: expected" in response.text, response.text
             assert all(h in response.headers for h in SECURITY_HEADERS)
         fine = client.get("/pnl/trades.csv?since=2024-01-01&until=2261-12-31")
         assert fine.status_code == 200

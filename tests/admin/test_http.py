@@ -18,7 +18,7 @@ from .panelproc import PASSWORD, PanelHandle, csrf_from, login, page_token
 
 pytestmark = pytest.mark.slow
 
-PUBLIC = {"/login", "/setup"}
+PUBLIC = {"/login", "/setup", "/favicon.ico"}  # the icon shows on the login page too
 PARAMS = {"{action}": "activate", "{name}": "trading_2026-01-01.db.zst"}
 
 

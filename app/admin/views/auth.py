@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app.admin import errorpages
 from app.admin.config import ADMIN_USER
 from app.admin.gate import cookie_header
 from app.admin.passwords import check_strength, consume_setup_code, use_setup_code
@@ -27,12 +28,7 @@ def _start_session(request: Request) -> Response:
 
 
 def _too_many(request: Request, wait: float, template: str) -> Response:
-    return Response(
-        status_code=429,
-        content=f"Too many attempts: wait {wait:.0f} s before trying again.",
-        headers={"Retry-After": str(max(1, round(wait)))},
-        media_type="text/plain",
-    )
+    return errorpages.too_many(request, wait)
 
 
 async def login_page(request: Request) -> Response:

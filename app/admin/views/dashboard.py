@@ -1,4 +1,6 @@
-"""The dashboard: mode, engine state, equity and PnL, positions, orders, models, feeds, latency."""
+"""The dashboard: the status line (what the engine does, every reason it is not trading), equity
+with a sparkline, PnL, positions, the last decision per symbol, models, feeds, latency, and the
+kill switch one tap away."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import contract
-from app.admin import live
+from app.admin import charts, live
 from app.admin.coalesce import Coalesced
 from app.admin.render import render
 from app.admin.state import Panel, panel_of
 from app.ctl import Reply
+
+SPARK_SPAN_NS = 86_400 * 1_000_000_000
 
 
 async def dashboard_context(request: Request) -> dict[str, Any]:
@@ -34,12 +38,14 @@ async def _fetch(panel: Panel) -> dict[str, Any]:
     )
     reader = panel.reader
     now = panel.clock.time_ns()
-    pnl, positions, orders, alarms = await asyncio.gather(
+    pnl, positions, orders, alarms, series = await asyncio.gather(
         asyncio.to_thread(reader.pnl_summary, now),
         asyncio.to_thread(reader.positions),
         asyncio.to_thread(reader.open_orders),
         asyncio.to_thread(reader.open_alarms),
+        asyncio.to_thread(reader.equity_series, now - SPARK_SPAN_NS, 120),
     )
+    spark = charts.sparkline("Equity, last 24 h", [p.equity for p in series])
     return {
         "engine": status,
         "st": status.result,
@@ -50,6 +56,9 @@ async def _fetch(panel: Panel) -> dict[str, Any]:
         "orders": orders,
         "alarms": alarms,
         "now_ns": now,
+        "now_ms": now // 1_000_000,
+        "spark": spark,
+        "spark_points": len(series),
     }
 
 

@@ -24,7 +24,15 @@ async def mode_page(request: Request) -> Response:
 
 
 async def _outcome(request: Request, outcome: dict[str, Any], code: int = 200) -> Response:
-    return await render(request, "_outcome.html", {"outcome": outcome}, status_code=code)
+    response = await render(request, "_outcome.html", {"outcome": outcome}, status_code=code)
+    # The "Now: ..." line and the status line reload (mode.html listens for it).
+    response.headers["HX-Trigger"] = "mode-changed"
+    return response
+
+
+async def status_fragment(request: Request) -> Response:
+    """What the engine is doing now: the Mode page's "Now" line and status line."""
+    return await render(request, "_mode_now.html")
 
 
 async def preflight(request: Request) -> Response:
@@ -36,7 +44,8 @@ async def preflight(request: Request) -> Response:
 
 async def go_live(request: Request) -> Response:
     form = await form_dict(request)
-    outcome: dict[str, Any] = {"action": "go live"}
+    # The password leaves the field whatever the answer (an out-of-band swap empties it).
+    outcome: dict[str, Any] = {"action": "go live", "clear_password": "live-password"}
     typed = form.get("confirm", "").strip()
     if not typed:
         outcome.update(ok=False, error="run the preflight, then type the phrase it shows")
@@ -92,9 +101,17 @@ async def kill(request: Request) -> Response:
     outcome.update(ok=reply.ok, error=reply.error)
     if reply.result is not None:
         r = reply.result
-        outcome["message"] = f"halted ({r.reason}); {r.flatten_orders} orders to flatten"
+        closing = (
+            f"{r.flatten_orders} closing order{'s' if r.flatten_orders != 1 else ''} sent"
+            if r.flatten_orders
+            else "no position to close"
+        )
+        outcome["message"] = (
+            f"The engine is halted ({r.reason}): open orders cancelled, {closing}. "
+            "No new positions until Resume."
+        )
         if r.warning:
-            outcome["message"] += f". {r.warning}"
+            outcome["message"] += f" {r.warning}"
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
@@ -102,7 +119,7 @@ async def resume(request: Request) -> Response:
     reply = await command(request, contract.RESUME)
     outcome = {"action": "resume", "ok": reply.ok, "error": reply.error}
     if reply.result is not None:
-        outcome["message"] = f"now {reply.result.state}"
+        outcome["message"] = f"The engine is {reply.result.state} again."
     return await _outcome(request, outcome, 200 if reply.ok else 422)
 
 
@@ -110,5 +127,5 @@ async def pause(request: Request) -> Response:
     reply = await command(request, contract.PAUSE)
     outcome = {"action": "pause", "ok": reply.ok, "error": reply.error}
     if reply.result is not None:
-        outcome["message"] = f"now {reply.result.state}"
+        outcome["message"] = f"The engine is {reply.result.state}: no new positions until Resume."
     return await _outcome(request, outcome, 200 if reply.ok else 422)

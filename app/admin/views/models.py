@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import contract
+from app.admin.errorpages import error_page
 from app.admin.redact import hide_paths
 from app.admin.render import render
 from app.admin.state import actor_of, panel_of
@@ -85,7 +86,7 @@ async def upload(request: Request) -> Response:
 async def model_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in ACTIONS:
-        return Response("unknown action", 404)
+        return error_page(request, 404, f"There is no model action {action!r}.")
     form = await form_dict(request)
     sha = form.get("sha256", "").strip()
     outcome: dict[str, Any] = {"action": action, "sha256": sha[:12]}

@@ -1,5 +1,6 @@
-"""PnL: equity curve and daily PnL (SVG), fees and funding, the trades table with paging,
-filters and CSV export, all from the engine's own recorded data."""
+"""PnL: round trips (entry, exit, why it ended, duration, PnL) with per-symbol and per-model
+summaries, equity, drawdown and daily PnL (SVG), fees and funding, the fills table with paging and
+filters, and CSV exports of both, all from the engine's own recorded data."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import asyncio
 import csv
 import io
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.admin import charts
+from app.admin import charts, roundtrips
 from app.admin.readers import DAY_NS, TradeFilter
 from app.admin.render import render, wants_fragment
 from app.admin.state import panel_of
@@ -95,6 +97,29 @@ async def trades_context(request: Request) -> dict[str, Any]:
     }
 
 
+ROUND_TRIPS_SHOWN = 50
+
+
+async def round_trip_context(request: Request) -> dict[str, Any]:
+    panel = panel_of(request)
+    fills, funding = await asyncio.to_thread(panel.reader.fills_for_round_trips)
+    trips = roundtrips.build(fills, funding)
+    closed = [t for t in trips if not t.is_open]
+    return {
+        "trips": list(reversed(trips))[:ROUND_TRIPS_SHOWN],
+        "trips_closed": len(closed),
+        "trips_total": len(trips),
+        "by_symbol": roundtrips.summarise(closed, "symbol"),
+        "by_model": roundtrips.summarise(closed, "model"),
+        "now_ns": panel.clock.time_ns(),
+    }
+
+
+async def round_trips_fragment(request: Request) -> Response:
+    """Round trips and summaries alone: the page reloads them every few seconds."""
+    return await render(request, "_roundtrips.html", await round_trip_context(request))
+
+
 async def pnl_page(request: Request) -> Response:
     panel = panel_of(request)
     reader = panel.reader
@@ -107,13 +132,18 @@ async def pnl_page(request: Request) -> Response:
         asyncio.to_thread(reader.pnl_summary, now),
         asyncio.to_thread(reader.fee_funding_totals),
     )
-    equity_svg = charts.line_chart("Equity curve (USDT)", [(p.ts_ns, p.equity) for p in series])
+    curve = [(p.ts_ns, p.equity) for p in series]
+    equity_svg = charts.line_chart("Equity curve (USDT)", curve)
+    dd = charts.drawdown(curve)
+    drawdown_svg = charts.line_chart("Drawdown from the peak (%)", dd, area=True)
     daily_svg = charts.bar_chart(
         "Daily PnL (USDT)",
         [(datetime.fromtimestamp(d * 86_400, UTC).strftime("%m-%d"), v) for d, v in daily],
     )
     ctx = {
         "equity_svg": equity_svg,
+        "drawdown_svg": drawdown_svg,
+        "max_drawdown": min((v for _, v in dd), default=None),
         "daily_svg": daily_svg,
         "points": len(series),
         "summary": summary,
@@ -121,8 +151,70 @@ async def pnl_page(request: Request) -> Response:
         "funding_total": totals[1],
         "daily": daily,
         **await trades_context(request),
+        **await round_trip_context(request),
     }
     return await render(request, "pnl.html", ctx)
+
+
+async def round_trips_csv(request: Request) -> Response:
+    panel = panel_of(request)
+    fills, funding = await asyncio.to_thread(panel.reader.fills_for_round_trips, CSV_MAX_ROWS)
+    now = panel.clock.time_ns()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "opened_utc",
+            "closed_utc",
+            "symbol",
+            "direction",
+            "model_version",
+            "qty",
+            "entry_price",
+            "exit_price",
+            "reason",
+            "duration_s",
+            "gross_pnl",
+            "fees",
+            "funding",
+            "pnl",
+            "pnl_pct",
+        ]
+    )
+    for t in roundtrips.build(fills, funding):
+        exit_price = t.exit_price
+        writer.writerow(
+            [
+                _iso(t.ts_open_ns),
+                _iso(t.ts_close_ns) if t.ts_close_ns is not None else "",
+                t.symbol,
+                t.direction,
+                t.model_version,
+                t.qty,
+                _round(t.entry_price, 8),
+                _round(exit_price, 8) if exit_price is not None else "",
+                t.reason or "open",
+                round(t.duration_s(now), 3),
+                t.gross,
+                t.fees,
+                t.funding,
+                t.pnl,
+                _round(t.pnl_pct, 4),
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="round-trips.csv"'},
+    )
+
+
+def _iso(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat()
+
+
+def _round(value: Decimal, places: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places))
 
 
 async def trades_csv(request: Request) -> Response:

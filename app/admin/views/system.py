@@ -12,6 +12,7 @@ from starlette.responses import FileResponse, Response
 
 from app import contract
 from app.admin import sysinfo
+from app.admin.errorpages import error_page
 from app.admin.render import render
 from app.admin.state import panel_of
 from app.admin.views.common import check_password, command, form_dict
@@ -41,7 +42,9 @@ def _backup_path(request: Request, name: str) -> Any:
 async def download_backup(request: Request) -> Response:
     path = _backup_path(request, request.path_params["name"])
     if path is None:
-        return Response("no such backup", 404)
+        return error_page(
+            request, 404, "There is no backup of that name (it may have been pruned)."
+        )
     return FileResponse(path, filename=path.name, media_type="application/zstd")
 
 
