@@ -42,6 +42,12 @@ bench:
 bench-trixie:
     taskset -c 1 scripts/trixie-chroot.sh --run python3 -m app.cli bench {{replay}} --repeat 3
 
+# Mutation testing (mutmut) over the money-path modules in pyproject's [tool.mutmut]; reruns
+# mutate only what changed. `just mutate "app.engine.risk*"` narrows it; `mutmut browse` explains.
+mutate *ARGS:
+    APPLIANCE_NATIVE=0 mutmut run {{ARGS}}
+    mutmut results
+
 # The exchange simulator alone.
 sim *ARGS:
     appliance sim {{ARGS}}

@@ -23,6 +23,11 @@ def _stale(st: dict[str, Any]) -> set[str]:
     return {b["symbol"] for b in st["blockers"] if b["code"] == "stale_feed"}
 
 
+def _silent(st: dict[str, Any]) -> set[str]:
+    """Symbols with a stream that is stale or has not spoken yet."""
+    return {b["symbol"] for b in st["blockers"] if "message" in b["message"] and b["symbol"]}
+
+
 def _alarms(st: dict[str, Any]) -> set[str]:
     return {a["kind"] for a in st["alarms"]}
 
@@ -30,7 +35,7 @@ def _alarms(st: dict[str, Any]) -> set[str]:
 def test_a_stalled_feed_halts_entries_until_it_flows_again(sim: Any, tmp_path: Path) -> None:
     data, log = tmp_path / "data", tmp_path / "engine.log"
     with running_engine(data, sim.rest_url, sim.ws_url, log=log) as proc:
-        wait_for("flowing feeds", lambda: not _stale(status(data)), 30, proc, log)
+        wait_for("every stream flowing", lambda: not _silent(status(data)), 30, proc, log)
         stalled = time.monotonic()
         sim.set_faults(stall=True)
         st = wait_for("the halt", lambda: _stale(s := status(data)) and s, 30, proc, log)
