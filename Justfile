@@ -45,7 +45,7 @@ bench-trixie:
 # Mutation testing (mutmut) over the money-path modules in pyproject's [tool.mutmut]; reruns
 # mutate only what changed. `just mutate "app.engine.risk*"` narrows it; `mutmut browse` explains.
 mutate *ARGS:
-    APPLIANCE_NATIVE=0 mutmut run {{ARGS}}
+    APPLIANCE_NATIVE=0 APPLIANCE_REFERENCE_DIR={{justfile_directory()}}/../shared/reference mutmut run {{ARGS}}
     mutmut results
 
 # The exchange simulator alone.

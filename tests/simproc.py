@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO / ".." / "shared" / "reference"
+from tests.paths import REPO
+
 START_TIMEOUT_S = 20.0
 _LISTENING = re.compile(rb"sim listening on http://[^:\s]+:(\d+)")
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from app.engine.decode import decode_depth_snapshot
 from app.engine.events import DepthSnapshot
+from tests.paths import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 STREAMS = REFERENCE / "binance" / "streams"
 MARKET = REFERENCE / "market-data"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import random
-from pathlib import Path
 from typing import Any
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+from tests.paths import REFERENCE
+
 WS_FILE = REFERENCE / "market-data" / "usdm_2021-07-22_ws.jsonl"
 
 # (high, low, close) per bar

@@ -388,15 +388,24 @@ def check_login(ctx: Context) -> str:
     return f"POST /login -> {r.status_code}; GET / -> 200"
 
 
+def _variant(model: Path) -> bytes:
+    """``model`` under another version: new bytes (a new sha256), the same graph and goldens, so
+    activating it is a real switch that a restart must keep."""
+    from app.engine.onnxproto import read_header, with_metadata
+
+    data = model.read_bytes()
+    meta = {**dict(read_header(data).metadata), "model_version": "image-test-upload"}
+    return with_metadata(data, meta)
+
+
 def check_model_upload(ctx: Context) -> str:
     token = ctx.csrf("/models")
     headers = {"X-CSRF-Token": token, "HX-Request": "true"}
-    with ctx.model.open("rb") as fh:
-        r = ctx.http.post(
-            ctx.panel + "/models/upload",
-            headers=headers,
-            files={"model": ("image-test.onnx", fh, "application/octet-stream")},
-        )
+    r = ctx.http.post(
+        ctx.panel + "/models/upload",
+        headers=headers,
+        files={"model": ("image-test.onnx", _variant(ctx.model), "application/octet-stream")},
+    )
     if r.status_code != 200 or "accepted as" not in r.text:
         raise AssertionError(f"upload -> {r.status_code}: {re.sub(r'<[^>]+>', ' ', r.text)[:400]}")
     # The store names the upload by its original file name; the buttons post its sha256.

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.engine.onnxproto import read_header, with_metadata
+from tests.paths import REFERENCE as SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "models" / "default.onnx"
-REFERENCE = ROOT / ".." / "shared" / "reference" / "market-data"
+REFERENCE = SHARED / "market-data"
 
 
 def variant(tmp: Path, name: str, long_t: float = 0.55, short_t: float = 0.45) -> Path:
