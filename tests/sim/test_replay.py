@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.paths import REFERENCE
 from tests.sim.wsclient import collect, open_ws, recv_text
-from tests.simproc import REFERENCE, running_sim
+from tests.simproc import running_sim
 
 MARKET_DATA = REFERENCE / "market-data"
 JSONL = MARKET_DATA / "usdm_2021-07-22_ws.jsonl"

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.simproc import REFERENCE, SimHandle, running_sim
+from tests.paths import REFERENCE
+from tests.simproc import SimHandle, running_sim
 
 MARKET_DATA = REFERENCE / "market-data"
 

@@ -15,8 +15,9 @@ from app.config import DEFAULT_SIM_PORT  # noqa: F401  (the sim's config module 
 from app.sim.account import Account
 from app.sim.config import TradingSettings
 from app.sim.symbols import KNOWN
+from tests.paths import REFERENCE
 from tests.sim.signing import SIM_ARGS, Signed
-from tests.simproc import REFERENCE, SimHandle, running_sim
+from tests.simproc import SimHandle, running_sim
 
 RESPONSES = REFERENCE / "binance" / "responses"
 TAKER = Decimal("0.0004")

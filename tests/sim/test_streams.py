@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.paths import REFERENCE
 from tests.sim.wsclient import collect, open_ws, recv_text
-from tests.simproc import REFERENCE, SimHandle
+from tests.simproc import SimHandle
 
 STREAMS_DIR = REFERENCE / "binance" / "streams"
 
