@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("onnx", reason="crafting models needs the onnx package")
 
-from app.engine import inference
 from app.engine.inference import load_model
 from app.engine.model_contract import (
     Golden,
@@ -38,20 +37,6 @@ from tests.models.crafted import (
 
 META = to_metadata(tiny_contract())
 WEIGHTS = "weights.bin"
-
-
-@pytest.fixture
-def sessions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every model onnxruntime is asked to build a session for, as the bytes it was given."""
-    built: list[bytes] = []
-    real = inference.ort.InferenceSession
-
-    def counting(data: bytes, *args: object, **kwargs: object) -> object:
-        built.append(data)
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(inference.ort, "InferenceSession", counting)
-    return built
 
 
 def refused(path: Path) -> tuple[str, ...]:

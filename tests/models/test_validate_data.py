@@ -16,7 +16,6 @@ import pytest
 
 pytest.importorskip("onnx", reason="crafting models needs the onnx package")
 
-from app.engine import inference
 from app.engine.model_contract import Golden, to_metadata
 from app.models.validate import ValidationLimits, check_file, validate
 from tests.engine.test_model_data import WHERE, _logit_meta, _no_contract_heavy
@@ -73,19 +72,6 @@ def test_external_data_is_refused_wherever_it_is(
     (problem,) = report.problems
     assert problem.startswith(EXTERNAL) and WHERE[place] in problem, problem
     assert str(tmp_path) not in problem
-
-
-@pytest.fixture
-def sessions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    built: list[bytes] = []
-    real = inference.ort.InferenceSession
-
-    def counting(data: bytes, *args: object, **kwargs: object) -> object:
-        built.append(data)
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(inference.ort, "InferenceSession", counting)
-    return built
 
 
 def test_no_contract_is_refused_before_any_session(tmp_path: Path, sessions: list[bytes]) -> None:
