@@ -6,11 +6,14 @@
 #   APPLIANCE_IMAGE_CACHE (default /var/cache/appliance-image), APPLIANCE_IMAGE_OUT;
 #   APPLIANCE_IMAGE_DEBIAN_UPDATES=1 adds trixie-updates and trixie-security to the apt sources
 #   (off by default: this network's mirror serves stale riscv64 indexes for them);
+#   APPLIANCE_IMAGE_NATIVE=0 ships the per-message modules as Python (no cross build);
+#   APPLIANCE_CROSS_ROOT: the cross toolchain's chroot (see scripts/image-native.sh);
 #   noble-rv2 only: RV2_VENDOR_DIR, UBUNTU_PORTS_MIRROR (see image/mkosi.profiles/noble-rv2).
 # Output: $APPLIANCE_IMAGE_OUT/appliance.raw (+ .efi/.vmlinuz/.initrd, .raw.sha256).
 #
 # Steps: host set-up (scripts/image-setup.sh, idempotent); the app's wheel built from a copy of
-# this working tree and staged as an extra tree (scripts/image-stage.py); apt sources generated
+# this working tree and staged as an extra tree (scripts/image-stage.py) with the per-message
+# modules cross-compiled for riscv64 (scripts/image-native.sh); apt sources generated
 # from the host's apt configuration; mkosi with the tools tree, incremental and package caches
 # under $APPLIANCE_IMAGE_CACHE. A warm rebuild reuses the cached package installation.
 set -euo pipefail
@@ -56,10 +59,27 @@ else
     (cd "$build/src" && python3 -m pip wheel -q --no-deps -w "$build/wheel" .)
 fi
 wheel=$(ls "$build"/wheel/appliance-*.whl)
-python3 "$IMAGE_REPO/scripts/image-stage.py" "$wheel" "$build/src" "$build/stage"
-log "staged $(basename "$wheel")"
 
-# 2. apt sources for the Debian image and the (Debian) tools tree, from the host's mirror.
+# 2. The per-message modules (app/native.py) compiled for the image's riscv64 Python 3.13: a cross
+#    build, cached by the sources' digest (scripts/image-native.sh); staged only if its stamp
+#    matches the staged sources. APPLIANCE_IMAGE_NATIVE=0 ships them as Python only.
+native=()
+case ",$IMAGE_PROFILE," in
+    *,noble-rv2,*)
+        log "native: no cross build for noble's Python 3.12 (the toolchain is trixie's): the" \
+            "per-message modules run as Python there" ;;
+    *)
+        if [ "${APPLIANCE_IMAGE_NATIVE:-1}" = 1 ]; then
+            "$IMAGE_REPO/scripts/image-native.sh" "$build/src" "$build/native"
+            native=("$build/native")
+        else
+            log "native: APPLIANCE_IMAGE_NATIVE=0: the per-message modules run as Python"
+        fi ;;
+esac
+python3 "$IMAGE_REPO/scripts/image-stage.py" "$wheel" "$build/src" "$build/stage" "${native[@]}"
+log "staged $(basename "$wheel")${native:+ with the compiled modules}"
+
+# 3. apt sources for the Debian image and the (Debian) tools tree, from the host's mirror.
 mirror=$(host_mirror)
 sandbox=$build/sandbox-debian
 mkdir -p "$sandbox/etc/apt/sources.list.d"

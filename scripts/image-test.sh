@@ -14,7 +14,11 @@
 #   APPLIANCE_IMAGE_TEST_DISK (overlay size, default 6G), APPLIANCE_IMAGE_TEST_MEM (2G),
 #   APPLIANCE_IMAGE_TEST_SMP (2), APPLIANCE_IMAGE_BOOT_TIMEOUT (900 s),
 #   APPLIANCE_IMAGE_KEEP=1 keeps the VM running after the checks (until Ctrl-C),
-#   APPLIANCE_IMAGE_TEST_ONLY=name,name runs only those checks (after `boot`; for debugging).
+#   APPLIANCE_IMAGE_TEST_ONLY=name,name runs only those checks (after `boot`; for debugging);
+#   the in-guest benchmark (check bench-riscv64, tests/image/guest_bench.py) on the reference
+#   recording in ${APPLIANCE_REFERENCE_DIR:-<repo>/../shared/reference}/market-data:
+#   APPLIANCE_IMAGE_BENCH_MESSAGES (20000), APPLIANCE_IMAGE_BENCH_ROUNDS (1),
+#   APPLIANCE_IMAGE_BENCH_DECIDE (bar; or bar,event).
 # Logs (serial console, simulator, QEMU) end up in $APPLIANCE_IMAGE_OUT/test-logs/.
 set -euo pipefail
 APPLIANCE_IMAGE_PROFILE=${APPLIANCE_IMAGE_PROFILE:-trixie,ci}
@@ -109,7 +113,11 @@ rc=0
     --panel "http://127.0.0.1:$panel_port" --serial-log "$run/serial.log" \
     --model "$IMAGE_REPO/models/default.onnx" --image-root-bytes "$root_bytes" \
     --boot-timeout "${APPLIANCE_IMAGE_BOOT_TIMEOUT:-900}" --diagnostics "$run/guest.log" \
-    --only "${APPLIANCE_IMAGE_TEST_ONLY:-}" || rc=$?
+    --only "${APPLIANCE_IMAGE_TEST_ONLY:-}" \
+    --reference "${APPLIANCE_REFERENCE_DIR:-$IMAGE_REPO/../shared/reference}" \
+    --bench-messages "${APPLIANCE_IMAGE_BENCH_MESSAGES:-20000}" \
+    --bench-rounds "${APPLIANCE_IMAGE_BENCH_ROUNDS:-1}" \
+    --bench-decide "${APPLIANCE_IMAGE_BENCH_DECIDE:-bar}" || rc=$?
 log "image-test took $((SECONDS - start))s after the build; logs in $logs"
 if [ "${APPLIANCE_IMAGE_KEEP:-0}" = 1 ]; then
     log "VM kept: panel http://127.0.0.1:$panel_port, agent $run/agent.sock; Ctrl-C ends it"

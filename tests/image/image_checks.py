@@ -14,10 +14,14 @@ only in the ``ci`` profile), for what only the inside can tell (services, sysctl
 from __future__ import annotations
 
 import argparse
+import base64
+import gzip
+import hashlib
 import json
 import re
 import shlex
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +31,14 @@ from typing import Any
 
 import httpx
 
+GUEST_BENCH = Path(__file__).with_name("guest_bench.py")
+# The reference recording `just bench` replays (in <reference>/market-data/).
+BENCH_FILES = {
+    "replay": "usdm_2021-07-22_ws.jsonl",
+    "snapshots": "usdm_2021-07-22_rest_depth_snapshots.txt",
+    "exchange_info": "usdm_2021-07-22_exchangeInfo.txt",
+}
+GUEST_BENCH_DIR = "/var/tmp/appliance-bench"
 SETUP_CODE_RE = re.compile(r"APPLIANCE SETUP CODE: ([A-Z0-9]{4}-[A-Z0-9]{4})")
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 TEST_PASSWORD = "image-test-password-1"  # a throw-away VM's panel
@@ -78,6 +90,19 @@ class Agent:
             raise AssertionError(f"`{cmd}` exited {rc}: {(err or out).strip()[-400:]}")
         return out
 
+    def put(self, local: Path, remote: str) -> None:
+        """Copy ``local`` to ``remote`` in the guest (gzip + base64 through the command channel,
+        in pieces below the kernel's 128 KiB limit on one argument), then compare sha256."""
+        data = base64.b64encode(gzip.compress(local.read_bytes())).decode()
+        tmp = shlex.quote(remote + ".gz.b64")
+        self.ok(f"mkdir -p {shlex.quote(str(Path(remote).parent))} && : > {tmp}")
+        for i in range(0, len(data), 60_000):
+            self.ok(f"printf %s {data[i : i + 60_000]} >> {tmp}")
+        self.ok(f"base64 -d {tmp} | gzip -dc > {shlex.quote(remote)} && rm {tmp}")
+        got = self.ok(f"sha256sum {shlex.quote(remote)}").split()[0]
+        if got != hashlib.sha256(local.read_bytes()).hexdigest():
+            raise AssertionError(f"{remote}: sha256 {got} in the guest differs from {local}")
+
     def wait_ready(self, timeout: float) -> float:
         """Seconds until the agent answered (the guest is up to multi-user)."""
         start = time.monotonic()
@@ -101,6 +126,8 @@ class Context:
     serial_log: Path
     model: Path
     boot_timeout: float
+    reference: Path | None = None
+    bench: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     http: httpx.Client = field(
         default_factory=lambda: httpx.Client(timeout=60.0, follow_redirects=False)
@@ -220,6 +247,19 @@ def check_engine_paper_sim(ctx: Context) -> str:
         f"mode paper, exchange {status['exchange']}, {status['messages']} msgs, "
         f"{status['recorder']['frames']} frames recorded in {files}"
     )
+
+
+def check_native(ctx: Context) -> str:
+    # The per-message modules cross-compiled for riscv64 (scripts/image-native.sh): the guest's own
+    # stamp check accepts them, and the running engine has them loaded.
+    out = ctx.agent.ok("appliance native").strip()
+    if ": in use:" not in out:
+        raise AssertionError(f"`appliance native` in the guest: {out}")
+    pid = ctx.agent.ok("systemctl show -P MainPID appliance-engine").strip()
+    mapped = ctx.agent.run(f"grep -m1 -o '/[^ ]*appliance_native__mypyc[^ ]*' /proc/{pid}/maps")
+    if mapped[0] != 0:
+        raise AssertionError(f"{out}; but the engine (pid {pid}) has not loaded the build")
+    return f"{out}; the engine (pid {pid}) runs {mapped[1].strip().rsplit('/', 1)[-1]}"
 
 
 def check_network_restricted(ctx: Context) -> str:
@@ -463,6 +503,72 @@ def check_kill_restart(ctx: Context) -> str:
     )
 
 
+def _bench_rows(ctx: Context) -> list[dict[str, Any]]:
+    """Copy the recording and the driver in, stop the engine and the panel (two vCPUs: they would
+    share them with the loop), run tests/image/guest_bench.py, start them again."""
+    if ctx.reference is None:
+        raise AssertionError("no --reference directory with the recording")
+    args = []
+    for arg, name in BENCH_FILES.items():
+        ctx.agent.put(ctx.reference / "market-data" / name, f"{GUEST_BENCH_DIR}/{name}")
+        args.append(f"--{arg.replace('_', '-')} {name}")
+    ctx.agent.put(GUEST_BENCH, f"{GUEST_BENCH_DIR}/guest_bench.py")
+    ctx.agent.ok("systemctl stop appliance-engine appliance-panel", timeout=180)
+    try:
+        out = ctx.agent.ok(
+            f"cd {GUEST_BENCH_DIR} && python3 guest_bench.py --dir {GUEST_BENCH_DIR} "
+            f"{' '.join(args)} --messages {ctx.bench['messages']} "
+            f"--rounds {ctx.bench['rounds']} --decide {ctx.bench['decide']}",
+            timeout=float(ctx.bench["timeout"]),
+        )
+    finally:
+        ctx.agent.run("systemctl start --no-block appliance-engine appliance-panel")
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def check_bench(ctx: Context) -> str:
+    """``appliance bench`` on riscv64 (TCG), compiled and as Python, each as a share of a bare
+    ``json.loads`` of the same frames run just before it. Figures, not a pass mark: the check
+    fails only when a run is not what it claims (compiled or not) or a book lost sync."""
+    rows = _bench_rows(ctx)
+    ctx.facts["bench"] = rows
+    runs = [r for r in rows if r["kind"] == "bench"]
+    if not runs:
+        raise AssertionError("no bench result")
+    parts = []
+    for decide in ctx.bench["decide"].split(","):
+        summary = {}
+        for compiled in (True, False):
+            pairs = [
+                (rows[i - 1], r)
+                for i, r in enumerate(rows)
+                if r["kind"] == "bench" and r["decide"] == decide and r["compiled"] == compiled
+            ]
+            for base, r in pairs:
+                if r["native"] != compiled:
+                    raise AssertionError(f"a {'compiled' if compiled else 'Python'} run: {r}")
+                if r["passes_books_synced"] != r["passes"]:
+                    raise AssertionError(f"books out of sync in a pass: {r}")
+                r["ratio"] = r["msgs_per_s"] / base["msgs_per_s"]
+            summary[compiled] = {
+                key: statistics.median(r[key] for _, r in pairs)
+                for key in ("msgs_per_s", "p99_us", "ratio", "rss_mb")
+            } | {"loads": statistics.median(b["msgs_per_s"] for b, _ in pairs)}
+        c, p = summary[True], summary[False]
+        parts.append(
+            f"{decide}: compiled {c['msgs_per_s']:,.0f} msg/s, p99 {c['p99_us']:,.0f} µs, "
+            f"{c['ratio']:.2f} of json.loads ({c['loads']:,.0f}); Python {p['msgs_per_s']:,.0f} "
+            f"msg/s, p99 {p['p99_us']:,.0f} µs, {p['ratio']:.2f} of json.loads "
+            f"({p['loads']:,.0f}); compiled/Python {c['msgs_per_s'] / p['msgs_per_s']:.2f}x, "
+            f"RSS {c['rss_mb']:.0f}/{p['rss_mb']:.0f} MB"
+        )
+    first = runs[0]
+    return (
+        f"indicative (TCG): riscv64 Python {first['python']}, {first['messages']} msgs, "
+        f"{ctx.bench['rounds']} round(s); " + "; ".join(parts)
+    )
+
+
 def dump_diagnostics(agent: Agent, path: Path) -> None:
     """The guest's view for a post-mortem: unit states and our units' journal."""
     cmds = [
@@ -492,8 +598,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boot-timeout", type=float, default=900.0)
     parser.add_argument("--diagnostics", type=Path, help="write the guest's journal here")
     parser.add_argument("--only", default="", help="comma-separated check names (debugging)")
+    parser.add_argument("--reference", type=Path, help="the shared reference data (bench)")
+    parser.add_argument("--bench-messages", type=int, default=20_000)
+    parser.add_argument("--bench-rounds", type=int, default=1)
+    parser.add_argument("--bench-decide", default="bar", help="bar, event or bar,event")
+    parser.add_argument("--bench-timeout", type=float, default=2400.0)
     ns = parser.parse_args(argv)
-    ctx = Context(Agent(ns.agent), ns.panel.rstrip("/"), ns.serial_log, ns.model, ns.boot_timeout)
+    ctx = Context(
+        Agent(ns.agent),
+        ns.panel.rstrip("/"),
+        ns.serial_log,
+        ns.model,
+        ns.boot_timeout,
+        ns.reference,
+        {
+            "messages": ns.bench_messages,
+            "rounds": ns.bench_rounds,
+            "decide": ns.bench_decide,
+            "timeout": ns.bench_timeout,
+        },
+    )
     ctx.facts["image_root_bytes"] = ns.image_root_bytes
     report = Report()
     booted = report.check("boot", lambda: check_boot(ctx))
@@ -501,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         ("setup-code", check_setup_code),
         ("services", check_services),
         ("engine-paper-sim", check_engine_paper_sim),
+        ("native-in-use", check_native),
         ("network-restricted", check_network_restricted),
         ("sysctl", check_sysctl),
         ("partitions", check_partitions),
@@ -514,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         ("panel-login", check_login),
         ("panel-model-upload", check_model_upload),
         ("engine-sigkill-restart", check_kill_restart),
+        # Last: it stops the engine and the panel while it measures.
+        ("bench-riscv64", check_bench),
     ]
     only = {n for n in ns.only.split(",") if n}
     for name, fn in checks:
