@@ -44,9 +44,14 @@ bench-trixie:
 
 # Mutation testing (mutmut) over the money-path modules in pyproject's [tool.mutmut]; reruns
 # mutate only what changed. `just mutate "app.engine.risk*"` narrows it; `mutmut browse` explains.
+# mutmut's cache (mutants/) does not notice a module added to only_mutate, so a change of the
+# [tool.mutmut] section starts it afresh. One child by default (MUTATE_CHILDREN): 2 shared cores.
 mutate *ARGS:
-    APPLIANCE_NATIVE=0 APPLIANCE_REFERENCE_DIR={{justfile_directory()}}/../shared/reference mutmut run {{ARGS}}
+    cfg=$(python -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["tool"]["mutmut"])' | sha256sum | cut -c1-16); \
+    if [ "$(cat mutants/.tool-mutmut 2>/dev/null)" != "$cfg" ]; then rm -rf mutants; mkdir mutants; echo "$cfg" > mutants/.tool-mutmut; fi
+    APPLIANCE_NATIVE=0 APPLIANCE_REFERENCE_DIR={{justfile_directory()}}/../shared/reference mutmut run --max-children {{env_var_or_default("MUTATE_CHILDREN", "1")}} {{ARGS}}
     mutmut results
+    python -m tests.mutation_score
 
 # The exchange simulator alone.
 sim *ARGS:
