@@ -91,7 +91,6 @@ class StoreConfig:
     book_snapshot_interval_s: float = 1.0
     book_snapshot_levels: int = 20
     retention_weeks: int = 12
-    backup_retention_days: int = 14
     # Recording stops (and an alarm is raised) when free space drops below this, so the trading
     # database always has room to write.
     min_free_bytes: int = 512 * 1024 * 1024

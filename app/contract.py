@@ -172,6 +172,20 @@ class ShadowRun(Result, frozen=True):
     run_id: int | None = None
     active: ShadowSide | None = None
     shadow: ShadowSide | None = None
+    # Bars both models decided on in this run, and on how many they made the same call (long,
+    # short or no signal); ``signalled``: bars where at least one of them signalled.
+    compared: int = 0
+    agreed: int = 0
+    signalled: int = 0
+    signalled_agreed: int = 0
+
+
+class AgreementPoint(Result, frozen=True):
+    """Active and shadow over one span of the shadow run (``ts_ns``: its start)."""
+
+    ts_ns: int
+    compared: int
+    agreed: int
 
 
 class Breaker(Result, frozen=True):
@@ -252,6 +266,14 @@ class Blocker(Result, frozen=True):
     seconds_left: float | None = None
 
 
+class SymbolRules(Result, frozen=True):
+    """A symbol's grid on the exchange: prices are multiples of ``tick_size``, quantities of
+    ``step_size`` (what the panel rounds its figures to)."""
+
+    tick_size: Decimal
+    step_size: Decimal
+
+
 class Status(Result, frozen=True):
     """``status``: what the engine is doing, for ``ctl``, the dashboard and the Mode page."""
 
@@ -283,6 +305,8 @@ class Status(Result, frozen=True):
     recorder: RecorderStatus
     tasks: dict[str, TaskBrief]
     alarms: list[Alarm]
+    # The traded symbols' exchange rules (upper case; empty until exchangeInfo has answered).
+    rules: dict[str, SymbolRules] = {}
 
 
 class StreamHealth(Result, frozen=True):
@@ -505,6 +529,9 @@ class ModelInfo(Result, frozen=True):
     symbols: list[str]
     training_range: Any = None
     metrics: Any = None
+    # The golden vectors every load reproduces within ``golden_tolerance``.
+    golden_cases: int = 0
+    golden_tolerance: float = 0.0
 
 
 class Validation(Result, frozen=True):
@@ -525,6 +552,9 @@ class StoredModel(Result, frozen=True):
     source: str
     role: Literal["active", "shadow", ""]
     previous: bool
+    # What the validator found when the model was stored (None until the engine has checked a
+    # model stored without it, such as the shipped default: it does so in the background).
+    validation: Validation | None = None
 
 
 class ModelAdded(Result, frozen=True):
@@ -542,6 +572,8 @@ class ModelList(Result, frozen=True):
     shadow_run: ShadowRun
     # Uploads being validated or waiting for the validator (one runs at a time).
     validating: int = 0
+    # The shadow run's agreement with the active model over time, oldest first.
+    agreement: list[AgreementPoint] = []
 
 
 class ModelSwitched(Result, frozen=True):
@@ -627,7 +659,7 @@ class ArchiveBrief(Result, frozen=True):
     bytes: int
     ts_created_ns: int
     # Why it was made: "" on demand, "scheduled" (daily), "pre-restore" (the state a restore
-    # replaced).
+    # replaced), "uploaded" (taken in by backup.import; named for when it arrived).
     label: str
 
 
@@ -651,7 +683,24 @@ class RestoreStaged(Result, frozen=True):
     restarting: bool
 
 
+class ArchiveImported(Result, frozen=True):
+    # As backup.list shows it from now on (restore it by this name).
+    archive: ArchiveBrief
+    # From its manifest: when and by which version it was made, what it holds.
+    ts_made_ns: int
+    app_version: str
+    members: list[str]
+
+
 BACKUP_LIST = Spec("backup.list", NoArgs, BackupList, "backup archives on the appliance", False)
+BACKUP_IMPORT = Spec(
+    "backup.import",
+    PathArgs,
+    ArchiveImported,
+    "verify an archive file made elsewhere and list it among the backups",
+    True,
+    slow=True,
+)
 BACKUP_RESTORE = Spec(
     "backup.restore",
     BackupRef,
@@ -690,6 +739,7 @@ COMMANDS: dict[str, AnySpec] = {
         MODEL_ROLLBACK,
         MODEL_DELETE,
         BACKUP_LIST,
+        BACKUP_IMPORT,
         BACKUP_RESTORE,
     )
 }

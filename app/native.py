@@ -165,22 +165,27 @@ def build(directory: Path | None = None) -> Path:
     import shutil
     import tempfile
 
-    from mypyc.build import mypycify
+    from mypyc.build import mypycify as _mypycify
 
+    mypycify: Any = _mypycify  # its keywords differ between mypy versions (below)
     setuptools: Any = importlib.import_module("setuptools")  # untyped; imported only to build
 
     directory = directory or build_dir()
     sources = digest()
+    files = [str(source_path(m).relative_to(ROOT)) for m in MODULES]
     with tempfile.TemporaryDirectory(prefix="native-") as tmp:
         cwd = Path.cwd()
         os.chdir(ROOT)  # mypyc names modules by their path relative to the working directory
         try:
-            ext = mypycify(
-                [str(source_path(m).relative_to(ROOT)) for m in MODULES],
-                opt_level="3",
-                group_name=GROUP,
-                target_dir=str(Path(tmp) / "c"),
-            )
+            options: dict[str, Any] = {"opt_level": "3", "target_dir": str(Path(tmp) / "c")}
+            try:
+                ext = mypycify(files, group_name=GROUP, **options)
+            except TypeError as exc:
+                if "group_name" not in str(exc):
+                    raise
+                # mypy before 1.16 (Debian trixie's 1.15, which the image's cross build runs)
+                # names the one shared library only through a `separate` group of every file.
+                ext = mypycify(files, separate=[(files, GROUP)], **options)
             dist = setuptools.Distribution({"name": GROUP, "ext_modules": ext})
             cmd = dist.get_command_obj("build_ext")
             cmd.build_lib = str(Path(tmp) / "lib")

@@ -78,6 +78,8 @@ def routes(panel: Panel) -> list[Route | Mount]:
         Route("/system", system.system_page, name="system"),
         Route("/system/restore", system.restore_backup, methods=["POST"], name="system_restore"),
         Route("/system/backup", system.backup_now, methods=["POST"], name="system_backup"),
+        Route("/system/upload", system.upload_backup, methods=["POST"], name="system_upload"),
+        Route("/system/backups", system.backups_fragment, name="system_backups"),
         Route("/system/backups/{name}", system.download_backup, name="system_backup_download"),
         Route("/sessions", system.sessions_page, name="sessions"),
         Route("/sessions/revoke", system.revoke_session, methods=["POST"], name="sessions_revoke"),

@@ -32,6 +32,8 @@ class AdminConfig:
     throttle_forget_after_s: float = 3600.0
     setup_code_ttl_s: float = 24 * 3600
     upload_max_bytes: int = 64 * 1024 * 1024
+    # A backup archive holds the model store (several models) and the journals: more room.
+    archive_upload_max_bytes: int = 512 * 1024 * 1024
     # How long a control command may take before the page says the engine did not answer.
     control_timeout_s: float = 5.0
     live_interval_s: float = 1.0

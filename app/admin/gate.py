@@ -10,8 +10,8 @@ Bodies: an anonymous request to a private path is refused before a byte of its b
 other state-changing request's body is read here into memory, at most ``MAX_FORM_BYTES`` (checked
 from ``Content-Length`` first, then while it streams: 413 either way) and handed on from memory,
 so nothing behind the gate (Starlette's form parser spools large parts to temporary files) ever
-sees a larger one. The one exception is the model upload (``STREAMED_PATHS``, session required),
-which ``uploads.receive_upload`` streams to disk under its own limit.
+sees a larger one. The exceptions are the model and backup-archive uploads (``STREAMED_PATHS``,
+session required), which ``uploads.receive_upload`` streams to disk under their own limits.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from app.admin.state import Panel
 
 PUBLIC_PATHS = frozenset({"/login", "/setup", "/favicon.ico"})
 MAX_FORM_BYTES = 256 * 1024
-STREAMED_PATHS = frozenset({"/models/upload"})
+ARCHIVE_UPLOAD = "/system/upload"
+STREAMED_PATHS = frozenset({"/models/upload", ARCHIVE_UPLOAD})
 # Multipart framing around an uploaded file: boundaries, part headers, the small fields.
 _UPLOAD_OVERHEAD = 64 * 1024
 
@@ -88,7 +89,13 @@ class Gate:
             return
         if method not in csrf.SAFE_METHODS:
             streamed = path in STREAMED_PATHS
-            limit = panel.cfg.upload_max_bytes + _UPLOAD_OVERHEAD if streamed else MAX_FORM_BYTES
+            limit = MAX_FORM_BYTES
+            if streamed:
+                cfg = panel.cfg
+                upload_max = (
+                    cfg.archive_upload_max_bytes if path == ARCHIVE_UPLOAD else cfg.upload_max_bytes
+                )
+                limit = upload_max + _UPLOAD_OVERHEAD
             body: bytes | None = b""
             if _declared_length(headers) > limit:
                 body = None

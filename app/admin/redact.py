@@ -41,7 +41,12 @@ def public_reply(reply: Reply[R]) -> Reply[R]:
 
 
 class PanelEngineClient(EngineClient):
-    """The engine client whose errors name no server path (see the module docstring)."""
+    """The engine client whose errors name no server path (see the module docstring).
+
+    ``changes`` counts the state-changing commands sent: a page cached for a moment (the
+    dashboard's shared fetch) is stale once it moves, so the page after a kill shows "halted"."""
+
+    changes = 0
 
     async def call(
         self,
@@ -50,4 +55,8 @@ class PanelEngineClient(EngineClient):
         actor: str = "",
         job_timeout_s: float = 300.0,
     ) -> Reply[R]:
-        return public_reply(await super().call(spec, args, actor, job_timeout_s))
+        try:
+            return public_reply(await super().call(spec, args, actor, job_timeout_s))
+        finally:
+            if spec.changes:
+                self.changes += 1

@@ -17,7 +17,9 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from app import contract
+from app.admin.browsers import browser_name
 from app.admin.config import AdminConfig
+from app.admin.numbers import ACCOUNT_CURRENCY, num_filter
 from app.admin.state import panel_of
 from app.admin.statusline import status_line
 from app.ctl import Reply
@@ -154,6 +156,10 @@ def make_templates(cfg: AdminConfig) -> Jinja2Templates:
     env.filters["qty"] = fmt_qty
     env.filters["pct"] = fmt_pct
     env.filters["duration"] = fmt_duration
+    # Prices to the tick, quantities to the step, money to the cent (app/admin/numbers.py).
+    env.filters["num"] = num_filter
+    env.globals["currency"] = ACCOUNT_CURRENCY
+    env.filters["browser"] = browser_name
     env.globals["status_line"] = status_line
     env.filters["tojson_pretty"] = lambda v: json.dumps(
         contract.to_builtins(v), indent=2, sort_keys=True

@@ -18,7 +18,6 @@ from app.admin.sessions import Session, Sessions
 from app.admin.throttle import Throttle
 from app.admin.uploads import remove_leftovers
 from app.clock import Clock
-from app.ctl import EngineClient
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class Panel:
     sessions: Sessions
     throttle: Throttle
     key: bytes
-    engine: EngineClient
+    engine: PanelEngineClient
     reader: EngineReader
     tls_fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)

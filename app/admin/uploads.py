@@ -1,4 +1,4 @@
-"""Model uploads streamed to disk with a size limit, never held in memory.
+"""Uploads (models, backup archives) streamed to disk with a size limit, never held in memory.
 
 The file lands in ``<data-dir>/uploads/`` (0750, readable by the engine's group) under a name the
 panel chooses; the browser's file name is kept only as a label. Parsing uses python-multipart's
@@ -50,7 +50,7 @@ def remove_leftovers(dest_dir: Path) -> int:
     """Delete uploads a crashed panel left behind; returns how many. Called at the panel's start:
     an upload belongs to the request that received it, and no request outlives the process."""
     removed = 0
-    for leftover in dest_dir.glob("upload-*.onnx"):
+    for leftover in dest_dir.glob("upload-*"):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
             removed += 1
@@ -66,14 +66,20 @@ def _disposition(headers: dict[bytes, bytes]) -> tuple[str, str | None]:
 
 # Long on purpose: a streaming multipart parser: one state machine reads best as one loop.
 async def receive_upload(  # noqa: PLR0915
-    content_type: str, stream: AsyncIterator[bytes], dest_dir: Path, max_bytes: int
+    content_type: str,
+    stream: AsyncIterator[bytes],
+    dest_dir: Path,
+    max_bytes: int,
+    field: str = FILE_FIELD,
+    suffix: str = ".onnx",
 ) -> Upload:
-    """Parse a multipart body from ``stream``; write the ``model`` part to ``dest_dir``."""
+    """Parse a multipart body from ``stream``; write its ``field`` part to ``dest_dir`` as
+    ``upload-<random><suffix>``."""
     ctype, params = parse_options_header(content_type.encode("latin-1"))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError("expected a multipart/form-data upload")
     await asyncio.to_thread(_prepare, dest_dir)
-    target = dest_dir / f"upload-{secrets.token_hex(8)}.onnx"
+    target = dest_dir / f"upload-{secrets.token_hex(8)}{suffix}"
     state: dict[str, Any] = {
         "headers": {},
         "field": b"",
@@ -105,14 +111,14 @@ async def receive_upload(  # noqa: PLR0915
     def on_headers_finished() -> None:
         name, filename = _disposition(state["headers"])
         state["name"], state["filename"] = name, filename
-        if name == FILE_FIELD and filename is not None and not state["found"]:
+        if name == field and filename is not None and not state["found"]:
             state["found"] = True
             state["original"] = filename
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             state["file"] = os.fdopen(fd, "wb")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["file"] is not None and state["name"] == FILE_FIELD:
+        if state["file"] is not None and state["name"] == field:
             state["size"] += end - start
             if state["size"] > max_bytes:
                 state["too_big"] = True
@@ -122,7 +128,7 @@ async def receive_upload(  # noqa: PLR0915
             state["value"] += data[start:end]
 
     def on_part_end() -> None:
-        if state["file"] is not None and state["name"] == FILE_FIELD:
+        if state["file"] is not None and state["name"] == field:
             state["file"].close()
             state["file"] = None
         elif state["name"] and state["filename"] is None:
@@ -155,7 +161,7 @@ async def receive_upload(  # noqa: PLR0915
             await aclose()
         raise
     if not state["found"]:
-        raise UploadError("no file in the upload (field 'model')")
+        raise UploadError(f"no file in the upload (field {field!r})")
     if state["size"] == 0:
         target.unlink(missing_ok=True)
         raise UploadError("the uploaded file is empty")

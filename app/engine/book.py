@@ -16,12 +16,14 @@ waits for a new snapshot without losing the buffered events.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
-from app.engine.events import BookTicker, DepthSnapshot, DepthUpdate, Level
+from app.binance.public import DepthSnapshot
+from app.engine.events import BookTicker, DepthUpdate, Level
 from app.errors import BookGapError, SnapshotError
 
 DEFAULT_SCALE = 8
@@ -64,39 +66,116 @@ def _is_zero(qty: str) -> bool:
     return not qty.strip("0.")
 
 
-def _key(price: str, scale: int, cache: dict[str, int]) -> int:
-    key = cache.get(price)
-    if key is None:
-        key = cache[price] = to_scaled(price, scale)
-    return key
+class _Side:
+    """One side of a book, kept up to date level by level: nothing is rebuilt per message.
 
+    ``levels`` maps a key to the level as sent and ``keys`` holds the keys sorted best first (bid
+    keys are negated). ``top`` is the float quantities of the best ``top_n`` levels, the view the
+    book features read on every depth event: it is patched in place when an update touches a
+    level inside it, so reading it costs nothing and changing a level beyond it costs no float.
+    ``top_n`` is 0 until someone asks for quantities.
+    """
 
-def _apply(
-    levels: dict[int, Level],
-    keys: list[int],
-    updates: Iterable[Level],
-    sign: int,
-    *,
-    scale: int,
-    cache: dict[str, int],
-) -> None:
-    """Set or remove each level of ``updates`` on one side (the per-message hot loop)."""
-    for level in updates:
-        price = level[0]
-        key = cache.get(price)
+    __slots__ = ("keys", "levels", "prices", "sign", "top", "top_n")
+
+    def __init__(self, sign: int) -> None:
+        self.sign = sign
+        self.levels: dict[int, Level] = {}
+        self.keys: list[int] = []
+        # Price strings → signed keys already parsed: the same few hundred prices recur all day,
+        # and a dict hit costs a tenth of parsing. One per side so the sign is parsed in too.
+        self.prices: dict[str, int] = {}
+        self.top: list[float] = []
+        self.top_n = 0
+
+    def key(self, price: str, scale: int) -> int:
+        """The signed key of ``price``, parsed once and then taken from the cache."""
+        prices = self.prices
+        key = prices.get(price)
         if key is None:
-            if len(cache) >= PRICE_CACHE_MAX:
-                cache.clear()
-            key = cache[price] = to_scaled(price, scale)
-        key *= sign
-        if not level[1].strip("0."):  # _is_zero, inlined: this loop runs for every level
-            # Removing a level we never had is normal (it was beyond the snapshot's depth).
-            if levels.pop(key, None) is not None:
-                del keys[bisect_left(keys, key)]
-        else:
-            if key not in levels:
-                insort(keys, key)
+            if len(prices) >= PRICE_CACHE_MAX:
+                prices.clear()  # only costs re-parsing
+            key = prices[price] = self.sign * to_scaled(price, scale)
+        return key
+
+    def load(self, levels: Iterable[Level], scale: int) -> None:
+        """Replace every level (skipping zero quantities)."""
+        self.levels = {self.key(lv[0], scale): lv for lv in levels if not _is_zero(lv[1])}
+        self.keys = sorted(self.levels)
+        self._fill_top()
+
+    def _fill_top(self) -> None:
+        # In place: a view handed out earlier stays the live one.
+        levels = self.levels
+        self.top[:] = [float(levels[k][1]) for k in self.keys[: self.top_n]]
+
+    def apply(self, updates: Iterable[Level], scale: int) -> None:
+        """Set or remove each level of ``updates`` (the per-message hot loop)."""
+        levels = self.levels
+        keys = self.keys
+        prices = self.prices
+        top = self.top
+        n = self.top_n
+        bisect = bisect_left  # a global is a dict lookup per use once compiled
+        # Any on purpose: compiled, a typed tuple or int is unboxed to C values and boxed again
+        # (a new object) each time it goes back into a dict or a list. As Any the event's own
+        # tuple and the cache's own int are stored, and ``lv`` reads the fields without a call.
+        stream: Iterable[Any] = updates
+        key: Any
+        for level in stream:
+            lv: Level = level
+            price = lv[0]
+            key = prices.get(price)
+            if key is None:
+                key = self.key(price, scale)
+            qty = lv[1]
+            if not qty.strip("0."):  # _is_zero, inlined: this loop runs for every level
+                # Removing a level we never had is normal (it was beyond the snapshot's depth).
+                if levels.pop(key, None) is not None:
+                    self._removed(key)
+                continue
+            # One hash lookup tells a new level from a changed one: the size grows only if new.
+            size = len(levels)
             levels[key] = level
+            if len(levels) != size:
+                i: int = bisect(keys, key)
+                keys.insert(i, key)
+                if i < n:
+                    top.insert(i, float(qty))
+                    if len(top) > n:
+                        top.pop()  # pushed out of the top n
+            elif n:
+                k: int = key  # unboxed for the comparison, which then allocates nothing
+                if len(keys) <= n or k <= keys[n - 1]:  # a changed level inside the top n
+                    # At most n comparisons in C: cheaper than a call to bisect for a top n.
+                    top[keys.index(key)] = float(qty)
+
+    def _removed(self, key: Any) -> None:
+        """Take out of ``keys`` and the top view a key just popped from ``levels``."""
+        keys = self.keys
+        i: int = bisect_left(keys, key)
+        del keys[i]
+        n = self.top_n
+        if i < n:
+            top = self.top
+            del top[i]
+            if len(keys) >= n:  # the next level moves up into the top n
+                top.append(float(self.levels[keys[n - 1]][1]))
+
+    def qtys(self, n: int) -> Sequence[float]:
+        """The live top-``n`` quantity view (tracking ``n`` from now on)."""
+        if n != self.top_n:
+            if n < 1:  # nothing to track; the slice semantics of the old rebuild, kept
+                levels = self.levels
+                return [float(levels[k][1]) for k in self.keys[:n]]
+            self.top_n = n
+            self._fill_top()
+        return self.top
+
+    def first(self, n: int) -> list[Level]:
+        """The best ``n`` levels, best first, in a fresh list."""
+        levels = self.levels
+        return [levels[k] for k in self.keys[:n]]
 
 
 class OrderBook:
@@ -107,18 +186,7 @@ class OrderBook:
     on an unsynced book.
     """
 
-    __slots__ = (
-        "_ask_keys",
-        "_asks",
-        "_bid_keys",
-        "_bids",
-        "_price_cache",
-        "last_update_id",
-        "scale",
-        "symbol",
-        "synced",
-        "ts_event_ms",
-    )
+    __slots__ = ("_asks", "_bids", "last_update_id", "scale", "symbol", "synced", "ts_event_ms")
 
     def __init__(self, symbol: str, scale: int = DEFAULT_SCALE) -> None:
         self.symbol = symbol
@@ -126,11 +194,8 @@ class OrderBook:
         self.last_update_id = -1
         self.ts_event_ms = 0
         self.synced = False
-        self._bids: dict[int, Level] = {}
-        self._asks: dict[int, Level] = {}
-        self._bid_keys: list[int] = []  # negated prices, ascending: best bid first
-        self._ask_keys: list[int] = []
-        self._price_cache: dict[str, int] = {}
+        self._bids = _Side(-1)  # negated prices, ascending: best bid first
+        self._asks = _Side(1)
 
     # -- updates -------------------------------------------------------------------------------
 
@@ -138,14 +203,9 @@ class OrderBook:
         self, bids: Iterable[Level], asks: Iterable[Level], last_update_id: int, ts_event_ms: int
     ) -> None:
         """Replace both sides, from a partial-depth event or a snapshot (skipping zero levels)."""
-        # Through the price cache, so the diff events that follow a snapshot find their prices.
-        cache = self._price_cache
-        if len(cache) >= PRICE_CACHE_MAX:
-            cache.clear()
-        self._bids = {-_key(lv[0], self.scale, cache): lv for lv in bids if not _is_zero(lv[1])}
-        self._asks = {_key(lv[0], self.scale, cache): lv for lv in asks if not _is_zero(lv[1])}
-        self._bid_keys = sorted(self._bids)
-        self._ask_keys = sorted(self._asks)
+        # Through the price caches, so the diff events that follow a snapshot find their prices.
+        self._bids.load(bids, self.scale)
+        self._asks.load(asks, self.scale)
         self.last_update_id = last_update_id
         self.ts_event_ms = ts_event_ms
 
@@ -156,9 +216,8 @@ class OrderBook:
 
     def apply_diff(self, event: DepthUpdate) -> None:
         """Apply a diff event's levels as they are; sequencing is :class:`DiffDepthSync`'s job."""
-        cache = self._price_cache
-        _apply(self._bids, self._bid_keys, event.bids, -1, scale=self.scale, cache=cache)
-        _apply(self._asks, self._ask_keys, event.asks, 1, scale=self.scale, cache=cache)
+        self._bids.apply(event.bids, self.scale)
+        self._asks.apply(event.asks, self.scale)
         self.last_update_id = event.final_update_id
         self.ts_event_ms = event.ts_event_ms
 
@@ -171,43 +230,47 @@ class OrderBook:
 
     def best_bid(self) -> Level | None:
         """The highest bid as ``(price, qty)`` decimal strings, or None when the side is empty."""
-        return self._bids[self._bid_keys[0]] if self._bid_keys else None
+        side = self._bids
+        return side.levels[side.keys[0]] if side.keys else None
 
     def best_ask(self) -> Level | None:
         """The lowest ask as ``(price, qty)`` decimal strings, or None when the side is empty."""
-        return self._asks[self._ask_keys[0]] if self._ask_keys else None
+        side = self._asks
+        return side.levels[side.keys[0]] if side.keys else None
 
     def best_bid_scaled(self) -> int | None:
         """The best bid price as an integer of ``10**-scale`` units (for arithmetic)."""
-        return -self._bid_keys[0] if self._bid_keys else None
+        keys = self._bids.keys
+        return -keys[0] if keys else None
 
     def best_ask_scaled(self) -> int | None:
         """The best ask price as an integer of ``10**-scale`` units (for arithmetic)."""
-        return self._ask_keys[0] if self._ask_keys else None
+        keys = self._asks.keys
+        return keys[0] if keys else None
 
     def bids(self, n: int) -> list[Level]:
-        """The best ``n`` bids, best first."""
-        levels = self._bids
-        return [levels[k] for k in self._bid_keys[:n]]
+        """The best ``n`` bids, best first (a fresh list: the caller may keep it)."""
+        return self._bids.first(n)
 
     def asks(self, n: int) -> list[Level]:
-        """The best ``n`` asks, best first."""
-        levels = self._asks
-        return [levels[k] for k in self._ask_keys[:n]]
+        """The best ``n`` asks, best first (a fresh list: the caller may keep it)."""
+        return self._asks.first(n)
 
-    def bid_qtys(self, n: int) -> list[float]:
-        """The quantities of the best ``n`` bids as floats, best first (for features)."""
-        levels = self._bids
-        return [float(levels[k][1]) for k in self._bid_keys[:n]]
+    def bid_qtys(self, n: int) -> Sequence[float]:
+        """The quantities of the best ``n`` bids as floats, best first (for features).
 
-    def ask_qtys(self, n: int) -> list[float]:
-        """The quantities of the best ``n`` asks as floats, best first (for features)."""
-        levels = self._asks
-        return [float(levels[k][1]) for k in self._ask_keys[:n]]
+        A live view the book keeps up to date, not a copy: read it, do not keep or change it
+        (``list()`` it to keep it). The book tracks the last ``n`` asked for.
+        """
+        return self._bids.qtys(n)
+
+    def ask_qtys(self, n: int) -> Sequence[float]:
+        """The quantities of the best ``n`` asks as floats, best first: see :meth:`bid_qtys`."""
+        return self._asks.qtys(n)
 
     def depth(self) -> tuple[int, int]:
         """How many bid and ask levels the book holds."""
-        return len(self._bid_keys), len(self._ask_keys)
+        return len(self._bids.keys), len(self._asks.keys)
 
     def matches_ticker(self, ticker: BookTicker) -> bool:
         """True when the top of the book equals ``ticker``'s best bid and ask (prices and sizes)."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import msgspec
 
-from app.engine.events import DepthSnapshot, Event, Frame
+from app.binance.public import DepthSnapshot
+from app.engine.events import Event, Frame
 from app.errors import MalformedFrameError
 
 # Decoders are built once: building one compiles the type's validation plan.

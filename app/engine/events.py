@@ -122,16 +122,6 @@ class Kline(msgspec.Struct, tag_field="e", tag="kline", frozen=True, gc=False):
     bar: KlineBar = field(name="k")
 
 
-class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):
-    """``GET /fapi/v1/depth``: the REST snapshot a diff-depth book is synced from."""
-
-    last_update_id: int = field(name="lastUpdateId")
-    ts_event_ms: int = field(name="E")
-    ts_trans_ms: int = field(name="T")
-    bids: list[Level]
-    asks: list[Level]
-
-
 Event: TypeAlias = AggTrade | DepthUpdate | BookTicker | MarkPriceUpdate | Kline
 """Any stream event; dispatch with ``type(event) is ...`` (cheapest) or ``match``."""
 

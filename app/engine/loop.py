@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from app.binance.filters import SymbolFilters
 from app.binance.margin import MarginSettings
 from app.clock import Clock
 from app.config import PaperConfig, RiskConfig
 from app.engine.orders import ClientOrderIds
 from app.engine.paper import PaperExchange, PaperListener
 from app.engine.portfolio import Portfolio, Position
-from app.engine.rest import SymbolFilters
 from app.engine.risk import BreakerState, RiskEvent, RiskGate
 
 

@@ -21,14 +21,14 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+from app.binance.public import DepthSnapshot, PublicRest
 from app.clock import Clock
 from app.config import ExchangeConfig, FeedConfig
 from app.engine.book import DiffDepthSync, OrderBook
 from app.engine.decode import decode_frame, stream_of
-from app.engine.events import DepthSnapshot, DepthUpdate, Event, Level
+from app.engine.events import DepthUpdate, Event, Level
 from app.engine.feed import Feed, backoff_delay, stream_url
 from app.engine.health import FeedHealth, StreamHealth
-from app.engine.rest import RestClient
 from app.errors import BookGapError, ExchangeApiError, MalformedFrameError, SnapshotError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ SNAPSHOT_LIMIT = 1000
 
 
 class SnapshotSource(Protocol):
-    """Where diff-depth snapshots come from (:class:`~app.engine.rest.RestClient` in production)."""
+    """Where diff-depth snapshots come from (:class:`~app.binance.public.PublicRest` in
+    production)."""
 
     async def depth(self, symbol: str, limit: int = ...) -> DepthSnapshot:
         """``GET /fapi/v1/depth`` for ``symbol``."""
@@ -85,7 +86,7 @@ class MarketData:
         self._fetching: set[str] = set()
         self._pending: set[asyncio.Task[None]] = set()
         self._tasks: asyncio.TaskGroup | None = None
-        self._own_rest: RestClient | None = None
+        self._own_rest: PublicRest | None = None
         for symbol in feed_cfg.symbols:
             self._book(symbol.upper())
         self.feed = Feed(
@@ -110,7 +111,7 @@ class MarketData:
         """Run the feed (and the snapshot fetches) until cancelled; may be run again after."""
         self._invalidate_books()  # a previous run's books are stale by now
         if self._diff and self._rest is None:
-            self._own_rest = RestClient(self._exchange_cfg)
+            self._own_rest = PublicRest(self._exchange_cfg.rest_base, self._clock)
             self._rest = self._own_rest
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -28,7 +28,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any, Protocol, TypeAlias
 
-from app.engine.rest import SymbolFilters
+from app.binance.filters import SymbolFilters
 from app.errors import OperatorError
 
 Submit: TypeAlias = Callable[[Callable[[sqlite3.Connection], Any]], Any]

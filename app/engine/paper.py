@@ -49,6 +49,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from app.binance import margin as mg
+from app.binance.filters import SymbolFilters
 from app.clock import Clock
 from app.config import PaperConfig
 from app.engine.book import OrderBook
@@ -81,7 +82,6 @@ from app.engine.portfolio import (
     save_funding,
     save_positions,
 )
-from app.engine.rest import SymbolFilters
 from app.engine.risk import RiskGate
 
 _PRICE_CACHE_MAX = 65_536
@@ -99,7 +99,7 @@ class ExecutionReport:
 
 
 class PaperListener(Protocol):
-    """Where the paper exchange reports to (see :class:`PaperJournal`)."""
+    """Where the paper exchange reports to (see :class:`PaperLedger`)."""
 
     def on_report(self, report: ExecutionReport) -> None: ...
 
@@ -690,7 +690,7 @@ def kill_switch(gate: RiskGate, exchange: PaperExchange, reason: str) -> list[Or
     return [exchange.submit(o) for o in gate.kill(reason, exchange.snapshot())]
 
 
-class PaperJournal:
+class PaperLedger:
     """The listener that makes paper trading durable and feeds the gate.
 
     ``submit`` runs a function on the trading database's writer thread without waiting

@@ -63,6 +63,7 @@ from decimal import Decimal
 from typing import Any, TypeAlias
 
 from app.binance import margin as mg
+from app.binance.filters import SymbolFilters
 from app.clock import Clock
 from app.config import RiskConfig
 from app.engine.orders import (
@@ -80,7 +81,6 @@ from app.engine.orders import (
     transaction,
 )
 from app.engine.portfolio import AccountSnapshot, TradeClosed
-from app.engine.rest import SymbolFilters
 
 DAY_NS = 86_400 * 1_000_000_000
 PAPER, LIVE = "paper", "live"

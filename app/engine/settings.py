@@ -16,11 +16,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app import config, contract
+from app.binance.filters import SymbolFilters
 from app.clock import Clock
 from app.config import AppConfig
 from app.engine.control import Handlers
 from app.engine.inference import InferenceSlot
-from app.engine.rest import SymbolFilters
 from app.errors import ControlError
 from app.store import trading
 from app.store.writer import DbWriter

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.clock import Clock
+from app.errors import ApplianceError
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,10 @@ class Supervisor:
             job.result = await factory()
             job.state = "done"
         except Exception as exc:
-            job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            # A refusal meant for a person (a slow command's "archive truncated", "model refused")
+            # reads as its message; anything unplanned keeps its type for whoever debugs it.
+            planned = isinstance(exc, ApplianceError)
+            job.state, job.error = "failed", str(exc) if planned else f"{type(exc).__name__}: {exc}"
             log.error("job %s failed: %s", job.id, job.error)
         finally:
             job.ts_ended_ns = self.clock.time_ns()

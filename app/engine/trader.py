@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
 
+from app.binance.filters import SymbolFilters
 from app.binance.margin import MarginSettings
 from app.clock import Clock
 from app.engine.book import OrderBook
@@ -31,7 +32,6 @@ from app.engine.inference import InferenceSlot, LoadedModel
 from app.engine.model_contract import Direction
 from app.engine.orders import Order, OrderUpdate, Side
 from app.engine.portfolio import AccountSnapshot
-from app.engine.rest import SymbolFilters
 from app.engine.risk import Approved, Intent, RiskContext, RiskGate
 from app.engine.sampling import BarSampler
 

@@ -4,12 +4,12 @@
 [--keys KEY SECRET] [--go-live] [--entry SIDE:QTY:ATR] [--policy wait|adopt]``
 
 It builds exactly what the engine builds (:class:`~app.live.mode.LiveController` over the order
-journal in ``D/orders.db``, a :class:`~app.engine.risk.RiskGate` whose client-id boot counter is
+ledger in ``D/orders.db``, a :class:`~app.engine.risk.RiskGate` whose client-id boot counter is
 persisted), restores a persisted live mode (live but halted, then reconciled), optionally goes
 live through the preflight and its confirmation phrase, optionally sends one entry through the
 gate and the live venue, and prints one JSON object per step on stdout. With
 ``APPLIANCE_LIVE_CHAOS=after_send`` the order path SIGKILLs the process right after the order's
-answer arrives and before it is journalled.
+answer arrives and before it is recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from app.config import LiveConfig, RiskConfig, load
 from app.engine.orders import ClientOrderIds, Side, round_price
 from app.engine.risk import Approved, Intent, RiskContext, RiskGate
 from app.live import keys
-from app.live.journal import OrderJournal
+from app.live.ledger import OrderLedger
 from app.live.mode import LiveController
 
 
@@ -48,12 +48,12 @@ async def main(args: argparse.Namespace) -> int:
     live_cfg = LiveConfig(
         reconcile_interval_s=3600.0, reconcile_policy=args.policy, order_timeout_s=2.0
     )
-    journal = OrderJournal(cfg.data_dir / "orders.db")
-    boot = int(await journal.get_state("runner.boot", 0)) + 1
-    await journal.set_state("runner.boot", boot, clock.time_ns())
+    ledger = OrderLedger(cfg.data_dir / "orders.db")
+    boot = int(await ledger.get_state("runner.boot", 0)) + 1
+    await ledger.set_state("runner.boot", boot, clock.time_ns())
     risk_cfg = RiskConfig(max_position_notional=Decimal("100000"), max_leverage=Decimal("10"))
     gate = RiskGate(risk_cfg, clock, ClientOrderIds(boot))
-    live = LiveController(cfg, live_cfg, clock, gate, {}, journal=journal)
+    live = LiveController(cfg, live_cfg, clock, gate, {}, ledger=ledger)
     try:
         if args.keys:
             keys.save_keys(cfg.data_dir, args.keys[0], args.keys[1], clock.time_ns())
@@ -96,7 +96,7 @@ async def main(args: argparse.Namespace) -> int:
         _say("done", **(await live.status()))
     finally:
         await live.close()
-        journal.close()
+        ledger.close()
     return 0
 
 

@@ -15,8 +15,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from app.binance.signing import Credentials
 from app.errors import ConfigError, ControlError
-from app.live.signing import Credentials
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9]{8,128}$")
 # Control-command arguments that must never reach a journal or a log.

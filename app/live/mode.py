@@ -1,6 +1,6 @@
 """The paper ↔ live switch, persisted, and its control commands.
 
-* Paper is the default at first start. The mode is persisted in the order journal
+* Paper is the default at first start. The mode is persisted in the order ledger
   (``live_state.mode``): an engine that restarts while live comes back **live but halted** (no
   new entries) and trades again only once a reconciliation pass succeeds, so open positions are
   never abandoned.
@@ -35,21 +35,21 @@ from typing import Any
 import msgspec
 
 from app import contract
+from app.binance.filters import SymbolFilters, parse_symbol_filters
 from app.binance.margin import Brackets
+from app.binance.signed import ExchangeClient, SignedRest, dec
+from app.binance.signing import Credentials
 from app.clock import Clock
 from app.config import AppConfig, LiveConfig
 from app.engine.control import Handlers
 from app.engine.orders import OrderUpdate, Submit
 from app.engine.portfolio import AccountSnapshot, Portfolio
-from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.risk import LIVE, PAPER, BreakerState, RiskEvent, RiskGate, record_risk_event
 from app.errors import ControlError, ExchangeApiError, LiveModeError, TransientError
 from app.live import keys
-from app.live.client import ExchangeClient, RestExchange, dec
-from app.live.journal import OrderJournal
+from app.live.ledger import OrderLedger
 from app.live.preflight import PreflightResult, run_preflight
 from app.live.reconcile import ReconcileReport, reconcile
-from app.live.signing import Credentials
 from app.live.userstream import UserStream
 from app.live.venue import LiveVenue
 
@@ -68,7 +68,7 @@ LoadBreakers = Callable[[str], Awaitable[BreakerState | None]]
 class LiveSession:
     """One connection to the exchange in live mode and its background tasks."""
 
-    client: RestExchange
+    client: SignedRest
     venue: LiveVenue
     stream: UserStream
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -100,7 +100,7 @@ class LiveController:
         *,
         on_change: OnChange = lambda mode, venue: None,
         record_risk: Callable[[RiskEvent], None] = lambda _: None,
-        journal: OrderJournal | None = None,
+        ledger: OrderLedger | None = None,
         breakers: LoadBreakers | None = None,
         paper_equity: Callable[[], Decimal] | None = None,
         brackets: dict[str, Brackets] | None = None,
@@ -111,7 +111,7 @@ class LiveController:
         self.gate = gate
         self.filters = filters
         self.symbols = tuple(s.upper() for s in cfg.feed.symbols)
-        self.journal = journal or OrderJournal(cfg.data_dir / "orders.db")
+        self.ledger = ledger or OrderLedger(cfg.data_dir / "orders.db")
         self._on_change = on_change
         self._record_risk = record_risk
         self._breakers = breakers
@@ -143,7 +143,7 @@ class LiveController:
         return venue is not None and venue.halted
 
     async def persisted_mode(self) -> str:
-        return str(await self.journal.get_state("mode", PAPER))
+        return str(await self.ledger.get_state("mode", PAPER))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -174,7 +174,7 @@ class LiveController:
             await session.close()
 
     async def _open(self, creds: Credentials) -> LiveSession:
-        client = RestExchange(self.cfg.exchange.rest_base, creds, self.live_cfg, self.clock)
+        client = SignedRest(self.cfg.exchange.rest_base, creds, self.live_cfg, self.clock)
         await client.sync_time()
         info = await client.exchange_info()
         self.filters.update(parse_symbol_filters(info))
@@ -184,7 +184,7 @@ class LiveController:
         # No await from the switch to on_change: the paper venue never trades on live breakers.
         await self._switch_breakers(LIVE, wallet)
         venue = LiveVenue(
-            client, self.journal, self.gate, self.clock, self.filters, self.live_cfg,
+            client, self.ledger, self.gate, self.clock, self.filters, self.live_cfg,
             self.symbols, record_risk=self._record_risk, portfolio=Portfolio(wallet),
         )  # fmt: skip
         venue.halt("live start: not reconciled yet")
@@ -258,7 +258,7 @@ class LiveController:
         creds = keys.load_keys(self.data_dir)
         if creds is None:
             raise LiveModeError("no API keys: set them first (keys.set)")
-        client = RestExchange(self.cfg.exchange.rest_base, creds, self.live_cfg, self.clock)
+        client = SignedRest(self.cfg.exchange.rest_base, creds, self.live_cfg, self.clock)
         try:
             result = await run_preflight(
                 client,
@@ -295,7 +295,7 @@ class LiveController:
                 raise LiveModeError(f"refused: confirm with the exact phrase {pre.phrase!r}")
             self._preflight = None  # one confirmation, one switch
             await self._open(creds)
-            await self.journal.set_state("mode", LIVE, self.clock.time_ns())
+            await self.ledger.set_state("mode", LIVE, self.clock.time_ns())
             return await self.reconcile_now(self.live_cfg.reconcile_policy)
 
     async def go_paper(self, policy: str) -> dict[str, Any]:
@@ -311,7 +311,7 @@ class LiveController:
             if self._paper_equity is not None:
                 await self._switch_breakers(PAPER, self._paper_equity())
             self._on_change(PAPER, None)
-            await self.journal.set_state("mode", PAPER, self.clock.time_ns())
+            await self.ledger.set_state("mode", PAPER, self.clock.time_ns())
             cancelled, flattened = 0, 0
             if policy in ("cancel", "flatten"):
                 cancelled = await venue.cancel_all(f"mode.set paper ({policy})")
@@ -350,8 +350,8 @@ class LiveController:
             "mode": self.mode,
             "persisted_mode": await self.persisted_mode(),
             "keys": keys.describe(self.data_dir),
-            "discrepancies": await self.journal.open_discrepancies(),
-            "last_reconcile": await self.journal.get_state("last_reconcile"),
+            "discrepancies": await self.ledger.open_discrepancies(),
+            "last_reconcile": await self.ledger.get_state("last_reconcile"),
         }
         if venue is not None and session is not None:
             client = session.client

@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
+from app.binance.filters import parse_symbol_filters
 from app.binance.margin import Brackets
+from app.binance.signed import ExchangeClient, dec
 from app.clock import Clock
 from app.config import LiveConfig, RiskConfig
-from app.engine.rest import parse_symbol_filters
 from app.errors import ApiKeyError, ExchangeApiError
-from app.live.client import ExchangeClient, dec
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
-"""Reconciliation: the exchange's open orders, positions and balance against the journal.
+"""Reconciliation: the exchange's open orders, positions and balance against the ledger.
 
 A pass (at a live start, after every user-stream reconnect, and every ``reconcile_interval_s``):
 
-1. every journalled order short of a final state is queried by client id and takes the
+1. every recorded order short of a final state is queried by client id and takes the
    exchange's state (an intent the exchange does not know was never sent);
 2. fills and income missed while we were away are fetched (``userTrades``, ``income``);
-3. the exchange is compared with what the journal implies since the last agreed *baseline*:
-   - positions: baseline quantity + Σ journalled fills since the baseline's trade ids;
-   - wallet balance: baseline balance + Σ journalled income since the baseline's ``tranId``;
-   - open orders: every open order on our symbols must be one of ours (a journalled client id);
+3. the exchange is compared with what the ledger implies since the last agreed *baseline*:
+   - positions: baseline quantity + Σ recorded fills since the baseline's trade ids;
+   - wallet balance: baseline balance + Σ recorded income since the baseline's ``tranId``;
+   - open orders: every open order on our symbols must be one of ours (a recorded client id);
    - orders the exchange could not tell us about (still ``unknown``).
 4. No difference: the baseline moves to now, the venue's books restart from the exchange's
    wallet and positions, and a halted venue is released. A difference is recorded in
@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from app.binance.signed import ExchangeClient, dec
 from app.clock import Clock
 from app.engine.portfolio import Position
-from app.live.client import ExchangeClient, dec
-from app.live.journal import OrderJournal
+from app.live.ledger import OrderLedger
 from app.live.venue import LiveVenue
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ async def _exchange_state(
 
 
 async def _compare(
-    journal: OrderJournal,
+    ledger: OrderLedger,
     baseline: dict[str, Any],
     symbols: tuple[str, ...],
     positions: dict[str, Decimal],
@@ -98,32 +98,32 @@ async def _compare(
     for symbol in symbols:
         base_qty = Decimal(baseline["positions"].get(symbol, "0"))
         after = int(baseline["trade_ids"].get(symbol, 0))
-        expected = base_qty + await journal.position_since(symbol, after)
+        expected = base_qty + await ledger.position_since(symbol, after)
         actual = positions.get(symbol, Decimal(0))
         if expected != actual:
             found.append(
                 Discrepancy(
                     "position_mismatch",
                     symbol,
-                    f"journal implies {expected}, exchange has {actual}",
+                    f"ledger implies {expected}, exchange has {actual}",
                 )
             )
-    income, _ = await journal.income_since(int(baseline["tran_id"]))
+    income, _ = await ledger.income_since(int(baseline["tran_id"]))
     expected_wallet = Decimal(baseline["wallet"]) + income
     if abs(expected_wallet - wallet) > _TOLERANCE:
         found.append(
             Discrepancy(
-                "balance_mismatch", "", f"journal implies {expected_wallet}, exchange has {wallet}"
+                "balance_mismatch", "", f"ledger implies {expected_wallet}, exchange has {wallet}"
             )
         )
     for body in open_orders:
         client_id = str(body.get("clientOrderId", ""))
-        if await journal.order(client_id) is None:
+        if await ledger.order(client_id) is None:
             found.append(
                 Discrepancy(
                     "foreign_open_order",
                     str(body.get("symbol", "")),
-                    f"open order {body.get('orderId')} ({client_id}) is not in the journal",
+                    f"open order {body.get('orderId')} ({client_id}) is not in the ledger",
                 )
             )
     for symbol, qty in positions.items():
@@ -146,14 +146,14 @@ async def _compare(
 
 
 async def _baseline_now(
-    journal: OrderJournal,
+    ledger: OrderLedger,
     symbols: tuple[str, ...],
     positions: dict[str, Decimal],
     wallet: Decimal,
     ts_ns: int,
 ) -> dict[str, Any]:
-    trade_ids = {s: (await journal.last_trade_id(s)) or 0 for s in symbols}
-    _, top = await journal.income_since(0)
+    trade_ids = {s: (await ledger.last_trade_id(s)) or 0 for s in symbols}
+    _, top = await ledger.income_since(0)
     baseline = {
         "ts_ns": ts_ns,
         "positions": {s: str(q) for s, q in positions.items()},
@@ -161,7 +161,7 @@ async def _baseline_now(
         "wallet": str(wallet),
         "tran_id": top,
     }
-    await journal.set_state("baseline", baseline, ts_ns)
+    await ledger.set_state("baseline", baseline, ts_ns)
     return baseline
 
 
@@ -169,11 +169,11 @@ async def reconcile(venue: LiveVenue, clock: Clock, policy: str = "wait") -> Rec
     """One reconciliation pass (see the module docstring); releases or halts ``venue``."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}")
-    journal, client, symbols = venue.journal, venue.client, venue.symbols
-    queried = len(await journal.orders(("intent", "open", "unknown")))
+    ledger, client, symbols = venue.ledger, venue.client, venue.symbols
+    queried = len(await ledger.orders(("intent", "open", "unknown")))
     unknown = await venue.resync_open()
     fills = await venue.recover_fills()
-    baseline = await journal.get_state("baseline")
+    baseline = await ledger.get_state("baseline")
     start_ms = int(baseline["ts_ns"]) // 1_000_000 if baseline else None
     income = await venue.recover_income(start_ms)
     positions, entries, wallet, open_orders = await _exchange_state(client, symbols)
@@ -190,26 +190,26 @@ async def reconcile(venue: LiveVenue, clock: Clock, policy: str = "wait") -> Rec
                 "foreign_open_order", str(o.get("symbol")), f"open order {o.get('orderId')}"
             )
             for o in open_orders
-            if await journal.order(str(o.get("clientOrderId", ""))) is None
+            if await ledger.order(str(o.get("clientOrderId", ""))) is None
         ]
-        baseline = await _baseline_now(journal, symbols, positions, wallet, now)
+        baseline = await _baseline_now(ledger, symbols, positions, wallet, now)
     else:
-        found = await _compare(journal, baseline, symbols, positions, wallet, open_orders)
+        found = await _compare(ledger, baseline, symbols, positions, wallet, open_orders)
         if any(d.kind in ("position_mismatch", "balance_mismatch") for d in found):
             # A fill may have landed between our reads: fetch once more and compare again.
             fills += await venue.recover_fills()
             income += await venue.recover_income(start_ms)
             positions, entries, wallet, open_orders = await _exchange_state(client, symbols)
-            found = await _compare(journal, baseline, symbols, positions, wallet, open_orders)
+            found = await _compare(ledger, baseline, symbols, positions, wallet, open_orders)
     if unknown:
         found.append(Discrepancy("order_unknown", "", f"{unknown} order(s) could not be settled"))
     for d in found:
-        await journal.add_discrepancy(d.kind, d.symbol, d.detail, now)
+        await ledger.add_discrepancy(d.kind, d.symbol, d.detail, now)
     ok = not found or (policy == "adopt" and not unknown)
     if found and ok:
-        await journal.resolve_discrepancies("adopted the exchange's state", now)
+        await ledger.resolve_discrepancies("adopted the exchange's state", now)
     if ok:
-        await _baseline_now(journal, symbols, positions, wallet, now)
+        await _baseline_now(ledger, symbols, positions, wallet, now)
         books = [Position(s, q, q * entries.get(s, Decimal(0))) for s, q in positions.items() if q]
         venue.reset_books(wallet, books)
         for symbol in symbols:
@@ -230,6 +230,6 @@ async def reconcile(venue: LiveVenue, clock: Clock, policy: str = "wait") -> Rec
         positions={s: str(q) for s, q in positions.items() if q},
         wallet=str(wallet),
     )
-    await journal.set_state("last_reconcile", report.as_dict(), now)
+    await ledger.set_state("last_reconcile", report.as_dict(), now)
     log.info("reconciliation: ok=%s, %d difference(s)", ok, len(found))
     return report

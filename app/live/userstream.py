@@ -28,9 +28,9 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from app.binance.signed import ExchangeClient
 from app.config import LiveConfig
 from app.errors import ExchangeApiError, TransientError
-from app.live.client import ExchangeClient
 
 log = logging.getLogger(__name__)
 

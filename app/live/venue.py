@@ -1,13 +1,13 @@
-"""The live venue: gate-sealed orders to the exchange through the write-ahead journal.
+"""The live venue: gate-sealed orders to the exchange through the write-ahead ledger.
 
 Implements the trader's :class:`~app.engine.trader.Venue` protocol, like the paper exchange.
 :meth:`LiveVenue.submit` is synchronous (it runs on the hot path): it checks the seal, counts the
 order as pending and starts the order path as a task; :meth:`LiveVenue.place` is that path, for
 callers that want to await it:
 
-1. commit the intent to the journal and wait for the commit (``synchronous=FULL``);
+1. commit the intent to the ledger and wait for the commit (``synchronous=FULL``);
 2. ``POST /fapi/v1/order`` with ``newClientOrderId`` = the gate's client id;
-3. journal the answer; a refusal (-2019 margin, a filter) becomes a rejected order and a risk
+3. record the answer; a refusal (-2019 margin, a filter) becomes a rejected order and a risk
    event with the exchange's reason; a timeout or 5xx is resolved by querying the order by
    ``origClientOrderId``: found, it is adopted; not found (twice, a grace period apart), it is
    sent once more under the same client id; still unresolved, it stays ``unknown`` and the venue
@@ -19,7 +19,7 @@ callers that want to await it:
    trigger"), the position is closed at once with a gate-made reduce-only market order.
 
 Fills come from the user-data stream and, for anything the stream may have missed (a drop, a
-restart), from ``userTrades``; both go through the journal's ``fills`` table keyed by trade id,
+restart), from ``userTrades``; both go through the ledger's ``fills`` table keyed by trade id,
 so each fill reaches the books exactly once. ``income`` (commissions, realised PnL, funding) is
 recovered the same way.
 
@@ -38,6 +38,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from app.binance.filters import SymbolFilters
+from app.binance.signed import ExchangeClient, dec
+from app.binance.transport import Params
 from app.clock import Clock
 from app.config import LiveConfig
 from app.engine.book import OrderBook
@@ -55,7 +58,6 @@ from app.engine.orders import (
     Side,
 )
 from app.engine.portfolio import AccountSnapshot, Portfolio, Position
-from app.engine.rest import SymbolFilters
 from app.engine.risk import RiskEvent
 from app.errors import (
     ApiKeyError,
@@ -63,14 +65,13 @@ from app.errors import (
     OrderRejectedError,
     RateLimitedError,
 )
-from app.live import journal as j
-from app.live.client import ExchangeClient, Params, dec
-from app.live.journal import JournalFill, OrderJournal
+from app.live import ledger as lg
+from app.live.ledger import LedgerFill, OrderLedger
 
 log = logging.getLogger(__name__)
 
 # Set by the chaos test only: "after_send" kills the process (SIGKILL) right after the order's
-# answer arrived and before it is journalled.
+# answer arrived and before it is recorded.
 CHAOS_ENV = "APPLIANCE_LIVE_CHAOS"
 _QUERY_GRACE_S = 0.5
 _WOULD_TRIGGER = -2021  # "Order would immediately trigger."
@@ -133,9 +134,9 @@ def protective_params(entry: Order, kind: str, qty: Decimal, price: Decimal) -> 
     return client_id, params
 
 
-def fill_from_stream(o: Mapping[str, Any]) -> JournalFill:
+def fill_from_stream(o: Mapping[str, Any]) -> LedgerFill:
     """A fill from an ``ORDER_TRADE_UPDATE`` event's ``o`` object (``x`` = TRADE)."""
-    return JournalFill(
+    return LedgerFill(
         symbol=str(o["s"]),
         trade_id=int(o["t"]),
         order_id=int(o["i"]),
@@ -170,9 +171,9 @@ def forced_close(o: Mapping[str, Any]) -> str | None:
     return None
 
 
-def fill_from_trade(row: Mapping[str, Any]) -> JournalFill:
-    """A fill from a ``GET /fapi/v1/userTrades`` row (no client id: the journal maps it)."""
-    return JournalFill(
+def fill_from_trade(row: Mapping[str, Any]) -> LedgerFill:
+    """A fill from a ``GET /fapi/v1/userTrades`` row (no client id: the ledger maps it)."""
+    return LedgerFill(
         symbol=str(row["symbol"]),
         trade_id=int(row["id"]),
         order_id=int(row["orderId"]),
@@ -195,7 +196,7 @@ class LiveVenue:
     def __init__(
         self,
         client: ExchangeClient,
-        journal: OrderJournal,
+        ledger: OrderLedger,
         authority: OrderAuthority,
         clock: Clock,
         filters: Mapping[str, SymbolFilters],
@@ -206,7 +207,7 @@ class LiveVenue:
         portfolio: Portfolio | None = None,
     ) -> None:
         self.client = client
-        self.journal = journal
+        self.ledger = ledger
         self.cfg = cfg
         self.symbols = tuple(s.upper() for s in symbols)
         self.portfolio = portfolio or Portfolio(ZERO)
@@ -308,7 +309,7 @@ class LiveVenue:
 
     async def _place(self, order: Order, reason: str) -> OrderUpdate:
         w = self._live[order.client_id]
-        await self.journal.record_intent(order, reason, self._clock.time_ns())
+        await self.ledger.record_intent(order, reason, self._clock.time_ns())
         params = order_params(order)
         body: dict[str, Any] | None
         try:
@@ -322,7 +323,7 @@ class LiveVenue:
         except ExchangeApiError as exc:
             # Timeout, 5xx, a connection lost mid-request: the order may exist. Ask first.
             log.warning("order %s: %s; querying before any retry", order.client_id, exc)
-            await self.journal.record(
+            await self.ledger.record(
                 order.client_id,
                 "error",
                 {"error": str(exc), "status": exc.status},
@@ -332,19 +333,19 @@ class LiveVenue:
             if body is None:
                 w.reason = "state unknown: halted until reconciliation"
                 self.halt(f"order {order.client_id} in unknown state")
-                await self.journal.record(
+                await self.ledger.record(
                     order.client_id,
                     "unresolved",
                     {},
                     self._clock.time_ns(),
-                    stage=j.UNKNOWN,
+                    stage=lg.UNKNOWN,
                     status="UNKNOWN",
                     detail=w.reason,
                 )
                 return w.update(self._clock.time_ns())
         if self._chaos == "after_send":
             os.kill(os.getpid(), signal.SIGKILL)
-        await self.journal.record_exchange_order(body, "response", self._clock.time_ns())
+        await self.ledger.record_exchange_order(body, "response", self._clock.time_ns())
         return await self._adopt(w, body)
 
     async def _rejected(self, w: _Live, exc: ExchangeApiError | ApiKeyError) -> OrderUpdate:
@@ -353,12 +354,12 @@ class LiveVenue:
         msg = getattr(exc, "msg", "") or str(exc)
         w.status, w.reason = OrderStatus.REJECTED, f"exchange {code}: {msg}"
         now = self._clock.time_ns()
-        await self.journal.record(
+        await self.ledger.record(
             o.client_id,
             "rejected",
             {"code": code, "msg": msg},
             now,
-            stage=j.REJECTED,
+            stage=lg.REJECTED,
             status="REJECTED",
             detail=w.reason,
         )
@@ -394,7 +395,7 @@ class LiveVenue:
                 continue
             if body is not None:
                 self.resolved_by_query += 1
-                await self.journal.record(client_id, "query", body, self._clock.time_ns())
+                await self.ledger.record(client_id, "query", body, self._clock.time_ns())
                 return body
             if params is None:
                 return None  # nothing of ours is in flight: "not found" is final
@@ -452,7 +453,7 @@ class LiveVenue:
     async def _place_own(
         self, parent: Order, client_id: str, params: Params, purpose: str, price: Decimal
     ) -> dict[str, Any] | None:
-        """A venue-made reduce-only order (protective exit): journalled first, like any order."""
+        """A venue-made reduce-only order (protective exit): recorded first, like any order."""
         qty = Decimal(str(params["quantity"]))
         own = Order(
             client_id,
@@ -469,18 +470,18 @@ class LiveVenue:
             purpose,
             b"",
         )
-        await self.journal.record_intent(own, purpose, self._clock.time_ns(), parent.client_id)
+        await self.ledger.record_intent(own, purpose, self._clock.time_ns(), parent.client_id)
         body: dict[str, Any] | None
         try:
             self.orders_sent += 1
             body = await self.client.new_order(params)
         except (OrderRejectedError, RateLimitedError, ApiKeyError) as exc:
-            await self.journal.record(
+            await self.ledger.record(
                 client_id,
                 "rejected",
                 {"error": str(exc)},
                 self._clock.time_ns(),
-                stage=j.REJECTED,
+                stage=lg.REJECTED,
                 status="REJECTED",
                 detail=str(exc),
             )
@@ -499,7 +500,7 @@ class LiveVenue:
             if body is None:
                 self.halt(f"protective {purpose} for {parent.client_id} in unknown state")
                 return None
-        await self.journal.record_exchange_order(body, "response", self._clock.time_ns())
+        await self.ledger.record_exchange_order(body, "response", self._clock.time_ns())
         if str(body.get("status")) in ("NEW", "PARTIALLY_FILLED"):
             self._protective.setdefault(parent.symbol, set()).add(client_id)
         return body
@@ -507,15 +508,15 @@ class LiveVenue:
     # -- the user-data stream ------------------------------------------------------------------
 
     async def on_user_event(self, doc: dict[str, Any]) -> None:
-        """One user-data event: journalled, then applied."""
+        """One user-data event: recorded, then applied."""
         kind = doc.get("e")
         now = self._clock.time_ns()
         if kind == "ORDER_TRADE_UPDATE":
             o = doc["o"]
             client_id = str(o["c"])
             status = str(o["X"])
-            stage = j.stage_of(status) if await self.journal.order(client_id) else None
-            await self.journal.record(
+            stage = lg.stage_of(status) if await self.ledger.order(client_id) else None
+            await self.ledger.record(
                 client_id,
                 "stream",
                 doc,
@@ -528,12 +529,12 @@ class LiveVenue:
             )
             forced = forced_close(o)
             if forced is not None and o.get("x") == "TRADE":
-                # Not ours: the exchange closed the position. Journalled as what it is, so the
+                # Not ours: the exchange closed the position. Recorded as what it is, so the
                 # engine can alarm on it (kind "liquidation" or "adl").
                 log.error(
                     "%s on %s: %s %s at %s", forced, o.get("s"), o.get("S"), o.get("l"), o.get("L")
                 )
-                await self.journal.record(
+                await self.ledger.record(
                     client_id, forced, doc, now, detail=f"{forced} of {o.get('s')}"
                 )
                 self.forced_closes.append((forced, str(o.get("s", "")), now))
@@ -545,11 +546,11 @@ class LiveVenue:
             if status in ("FILLED", "CANCELED", "EXPIRED"):
                 self._protective.get(str(o["s"]), set()).discard(client_id)
         elif kind in ("ACCOUNT_UPDATE", "ACCOUNT_CONFIG_UPDATE"):
-            await self.journal.record("", "stream", doc, now)
+            await self.ledger.record("", "stream", doc, now)
 
-    async def apply_fills(self, fills: list[JournalFill]) -> list[JournalFill]:
-        """Journal fills; apply the new ones to the books; cancel orphaned protection."""
-        new = await self.journal.add_fills(fills)
+    async def apply_fills(self, fills: list[LedgerFill]) -> list[LedgerFill]:
+        """Record fills; apply the new ones to the books; cancel orphaned protection."""
+        new = await self.ledger.add_fills(fills)
         for f in new:
             self.portfolio.apply_fill(
                 Fill(
@@ -573,7 +574,7 @@ class LiveVenue:
         for client_id in sorted(self._protective.pop(symbol, set())):
             try:
                 body = await self.client.cancel_order(symbol, client_id)
-                await self.journal.record_exchange_order(body, "cancel", self._clock.time_ns())
+                await self.ledger.record_exchange_order(body, "cancel", self._clock.time_ns())
             except ExchangeApiError as exc:
                 log.info("cancel %s: %s (already gone)", client_id, exc)
 
@@ -581,7 +582,7 @@ class LiveVenue:
         """An entry that filled while its answer was lost (a crash): protect it now, unless its
         exits already exist."""
         client_id = str(row["client_id"])
-        if not filled or await self.journal.order(f"{client_id}-sl") is not None:
+        if not filled or await self.ledger.order(f"{client_id}-sl") is not None:
             return
         entry = Order(
             client_id, str(row["symbol"]), Side(str(row["side"])), OrderType(str(row["type"])),
@@ -598,11 +599,11 @@ class LiveVenue:
     # -- recovery --------------------------------------------------------------------------------
 
     async def recover_fills(self) -> int:
-        """Fetch fills since the journal's last trade id per symbol (``userTrades``); apply the
+        """Fetch fills since the ledger's last trade id per symbol (``userTrades``); apply the
         new ones. Returns how many were new."""
         added = 0
         for symbol in self.symbols:
-            last = await self.journal.last_trade_id(symbol)
+            last = await self.ledger.last_trade_id(symbol)
             while True:
                 rows = await self.client.user_trades(symbol, None if last is None else last + 1)
                 fills = [fill_from_trade(r) for r in rows]
@@ -615,40 +616,40 @@ class LiveVenue:
         return added
 
     async def recover_income(self, start_ms: int | None = None) -> int:
-        """Fetch ``income`` (commissions, realised PnL, funding) since the last one journalled."""
-        last = await self.journal.last_income_ms()
+        """Fetch ``income`` (commissions, realised PnL, funding) since the last one recorded."""
+        last = await self.ledger.last_income_ms()
         since = last if last is not None else start_ms
         rows = await self.client.income(since)
-        return await self.journal.add_income(rows)
+        return await self.ledger.add_income(rows)
 
     async def resync_open(self) -> int:
-        """Query every journalled order not yet final; adopt what the exchange says. Returns how
+        """Query every recorded order not yet final; adopt what the exchange says. Returns how
         many are still unknown."""
         async with self._resync_lock:  # the stream's reconnect and reconciliation both call it
             return await self._resync_open()
 
     async def _resync_open(self) -> int:
         unknown = 0
-        for row in await self.journal.orders(j.UNSETTLED):
+        for row in await self.ledger.orders(lg.UNSETTLED):
             client_id, symbol = str(row["client_id"]), str(row["symbol"])
             body = await self._resolve(symbol, client_id, None)
             now = self._clock.time_ns()
             if body is None:
-                if row["stage"] == j.INTENT:
+                if row["stage"] == lg.INTENT:
                     # The exchange does not know it: the request never arrived.
-                    await self.journal.record(
+                    await self.ledger.record(
                         client_id,
                         "resolved",
                         {},
                         now,
-                        stage=j.NOT_SENT,
+                        stage=lg.NOT_SENT,
                         status="NOT_SENT",
                         detail="not known to the exchange after restart",
                     )
                     continue
                 unknown += 1
                 continue
-            await self.journal.record_exchange_order(body, "query", now)
+            await self.ledger.record_exchange_order(body, "query", now)
             status = str(body.get("status"))
             w = self._live.get(client_id)
             if w is not None:
@@ -679,7 +680,7 @@ class LiveVenue:
                 count += len(open_rows)
             self._protective.pop(symbol, None)
         now = self._clock.time_ns()
-        await self.journal.record("", "cancel_all", {"reason": reason, "orders": count}, now)
+        await self.ledger.record("", "cancel_all", {"reason": reason, "orders": count}, now)
         await self.resync_open()
         return count
 

@@ -1,4 +1,4 @@
-"""``appliance dataset``, ``appliance train``, ``appliance model ...`` and ``appliance backtest``.
+"""Commands: ``dataset``, ``download``, ``import-archive``, ``train``, ``model``, ``backtest``.
 
 ``model validate`` runs the sandboxed validator locally; the other ``model`` subcommands are the
 control channel's ``model.*`` commands sent to the running engine (journalled there).
@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import ConfigError
-from app.models.replay import DAY0_MS, Replayed, SimSeries, recording_events, sim_events
+from app.models.replay import (
+    DAY0_MS,
+    Replayed,
+    ReplayItem,
+    SimSeries,
+    recording_events,
+    recording_inputs,
+    sim_events,
+    sim_inputs,
+)
 
 _SIM_PREFIX = "sim:"
 _WARMUP_MS = 20 * 60_000  # the risk ATR (14 one-minute bars) and the windows warm up first
@@ -46,10 +55,24 @@ def open_sources(sources: Sequence[str]) -> Iterator[Replayed]:
         if src.startswith(_SIM_PREFIX):
             yield from sim_events(parse_sim(src))
         else:
-            path = Path(src)
-            if not path.exists():
-                raise ConfigError(f"recording {path} does not exist")
-            yield from recording_events(path)
+            yield from recording_events(_recording(src))
+
+
+def open_inputs(sources: Sequence[str]) -> Iterator[ReplayItem]:
+    """:func:`open_sources` with the engine's warm-up inputs (recorded, or for a simulator series
+    the klines an engine would fetch at its start): what a backtest replays."""
+    for src in sources:
+        if src.startswith(_SIM_PREFIX):
+            yield from sim_inputs(parse_sim(src))
+        else:
+            yield from recording_inputs(_recording(src))
+
+
+def _recording(src: str) -> Path:
+    path = Path(src)
+    if not path.exists():
+        raise ConfigError(f"recording {path} does not exist")
+    return path
 
 
 def _sources(ns: argparse.Namespace) -> list[str]:
@@ -133,6 +156,17 @@ def _cmd_download(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_archive(ns: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from app.models.public_archive import import_archives
+
+    out = ns.out if ns.out is not None else ns.data_dir / "market"
+    summary = import_archives(ns.files, out, checksum=not ns.no_checksum)
+    print(json.dumps(asdict(summary), indent=1))
+    return 0
+
+
 # -- train -------------------------------------------------------------------------------------
 
 
@@ -198,7 +232,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 # -- backtest ------------------------------------------------------------------------------------
 
 
-def _backtest(model: Any, events: Iterator[Replayed], ns: argparse.Namespace) -> Any:
+def _backtest(model: Any, events: Iterator[ReplayItem], ns: argparse.Namespace) -> Any:
     from app.models.backtest import run_backtest
     from app.models.replay import (
         ReplayBooks,
@@ -224,11 +258,17 @@ def _cmd_backtest(ns: argparse.Namespace) -> int:
     from app.models.backtest import format_result
 
     model = load_model(ns.model)
-    result = _backtest(model, open_sources(_sources(ns)), ns)
+    sources = _sources(ns)
+    result = _backtest(model, open_inputs(sources), ns)
     if ns.json:
         print(json.dumps(result.as_dict(), indent=1))
     else:
         print(format_result(result))
+    if ns.report is not None:
+        from app.models.report import write_report
+
+        paths = write_report(result, model, ns.report, sources)
+        print(f"report: {paths[1]} (figures in {paths[0]})", file=sys.stderr)
     return 0
 
 
@@ -320,6 +360,9 @@ def register(sub: Any) -> None:
     p.add_argument("--snapshots", type=Path, help="REST depth snapshots (diff-depth recordings)")
     p.add_argument("--exchange-info", type=Path, help="recorded exchangeInfo (else the sim's)")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--report", type=Path, metavar="DIR", help="write report.json and report.html into DIR"
+    )
     p.set_defaults(func=_cmd_backtest)
 
     p = sub.add_parser("model", help="validate model files; manage the engine's model store")
@@ -363,3 +406,13 @@ def _register_download(sub: Any) -> None:
     p.add_argument("--page-limit", type=int, default=1000, help="rows per request (1..1000)")
     p.add_argument("--budget-share", type=float, default=0.8, help="of the weight limit per min")
     p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser(
+        "import-archive", help="Binance's public archive zips (read from disk) into the store"
+    )
+    p.add_argument("files", type=Path, nargs="+", help="zip files, or folders holding them")
+    p.add_argument("--out", type=Path, help="market directory (default: <data-dir>/market)")
+    p.add_argument(
+        "--no-checksum", action="store_true", help="import zips without a .CHECKSUM beside them"
+    )
+    p.set_defaults(func=_cmd_import_archive)

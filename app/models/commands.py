@@ -48,13 +48,20 @@ def model_info(model: LoadedModel) -> contract.ModelInfo:
         symbols=list(c.symbols),
         training_range=c.training_range,
         metrics=c.metrics,
+        golden_cases=len(c.golden.cases),
+        golden_tolerance=c.golden.tolerance,
     )
 
 
-def _validation(report: ValidationReport) -> contract.Validation:
+def _validation(report: ValidationReport, path: Path | None = None) -> contract.Validation:
+    """The report in the contract's terms; ``path``: where the model is now (the store's copy,
+    not the upload the validator read)."""
     doc = report.as_dict()
-    if isinstance(doc.get("model"), dict) and doc["model"].get("symbols") == "*":
-        doc["model"] = {**doc["model"], "symbols": []}  # describe()'s "any": the contract's []
+    if isinstance(doc.get("model"), dict):
+        if doc["model"].get("symbols") == "*":
+            doc["model"] = {**doc["model"], "symbols": []}  # describe()'s "any": the contract's []
+        if path is not None:
+            doc["model"] = {**doc["model"], "path": str(path)}
     return msgspec.convert(doc, contract.Validation)
 
 
@@ -121,14 +128,52 @@ def model_commands(  # noqa: PLR0915
     limits: ValidationLimits | None = None,
     live: Callable[[], Trader | None] = lambda: None,
     validator: ValidatorQueue | None = None,
+    check_stored: bool = False,
 ) -> Handlers:
     """The ``model.*`` commands over ``store``, hot-swapping ``slot``.
 
     ``shadow`` runs candidates (None: ``model.shadow`` is refused); ``live`` returns the engine's
-    trader, whose warmed-up ATR a new shadow run borrows.
+    trader, whose warmed-up ATR a new shadow run borrows. ``check_stored``: the first
+    ``model.list`` starts validating, one at a time in the background, the stored models that
+    have no report yet (the shipped default, models stored by an older version), so every row
+    of the panel's table can show what the validator measured.
     """
     lim = limits or ValidationLimits()
     queue = validator or ValidatorQueue()
+    background: set[asyncio.Task[None]] = set()
+
+    async def check_unchecked() -> None:
+        while True:
+            todo = [s for s, m in store.state.models.items() if m.validation is None]
+            if not todo:
+                return
+            sha = todo[0]
+            try:
+                report = await queue.validate(store.path(sha), lim)
+            except ModelError:  # the validator's line is full of uploads: they go first
+                await asyncio.sleep(30)
+                continue
+            doc = contract.to_builtins(_validation(report, store.path(sha)))
+            try:
+                await asyncio.to_thread(store.set_validation, sha, doc)
+            except ModelError:  # deleted meanwhile
+                continue
+            log.info("model %s checked: %s", sha[:12], "ok" if report.ok else report.problems)
+
+    def start_checks() -> None:
+        if background or not check_stored:
+            return
+        if all(m.validation is not None for m in store.state.models.values()):
+            return
+        task = asyncio.create_task(check_unchecked(), name="model.check-stored")
+        background.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("checking the stored models failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
 
     async def validate_cmd(args: contract.PathArgs) -> contract.Validation:
         return _validation(await queue.validate(Path(args.path), lim))
@@ -141,11 +186,17 @@ def model_commands(  # noqa: PLR0915
             raise ModelError(f"model {name} refused: {'; '.join(report.problems)}", report.problems)
         sha = str(report.model["sha256"])
         duplicate = sha in store.state.models
+        validation = _validation(report, store.path(sha))
         entry = await asyncio.to_thread(
-            store.add, path, str(report.model["model_version"]), sha, args.name
+            store.add,
+            path,
+            str(report.model["model_version"]),
+            sha,
+            args.name,
+            contract.to_builtins(validation),
         )
         return contract.ModelAdded(
-            added=_stored(entry.as_dict()), duplicate=duplicate, validation=_validation(report)
+            added=_stored(entry.as_dict()), duplicate=duplicate, validation=validation
         )
 
     def _stored(row: dict[str, Any]) -> contract.StoredModel:
@@ -161,14 +212,17 @@ def model_commands(  # noqa: PLR0915
         return msgspec.convert(status, contract.ShadowRun)
 
     async def listing(args: contract.NoArgs) -> contract.ModelList:
+        start_checks()
         st = store.state
+        running = shadow is not None and shadow.run is not None
         return contract.ModelList(
             active=st.active,
             shadow=st.shadow,
             rollback_to=st.previous[-1] if st.previous else None,
             models=msgspec.convert(store.listing(), list[contract.StoredModel]),
             shadow_run=_shadow_run(),
-            validating=queue.pending,
+            validating=max(queue.pending, len(background)),
+            agreement=shadow.agreement.series() if shadow is not None and running else [],
         )
 
     async def _switch(sha: str, write: Callable[[], object], action: str) -> contract.ModelSwitched:

@@ -12,8 +12,9 @@ files as the frames a recording would hold (:mod:`app.store.imports`), so ``appl
 
 Request weight is budgeted: the limit is read from ``exchangeInfo`` (``REQUEST_WEIGHT`` per
 minute), the weight used from each answer's ``X-MBX-USED-WEIGHT-1M``, and a request that would
-take the minute past ``budget_share`` of the limit waits for the next minute (server time). A 429
-or 418 waits its ``Retry-After``; 5xx and connection errors are retried with a backoff, then fail.
+take the minute past ``budget_share`` of the limit waits for the next minute (server time); what
+each request weighs is :mod:`app.binance.weights`'s. A 429 or 418 waits its ``Retry-After``; 5xx
+and connection errors are retried with a backoff, then fail.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from app.binance.weights import request_weight
 from app.errors import ConfigError
 from app.sim.klines import INTERVALS_MS
 from app.store import db, schema
@@ -133,15 +135,6 @@ class WeightBudget:
         self.used = int(used) if used and used.isdigit() else self.used + weight
 
 
-def request_weight(path: str, limit: int) -> int:
-    """Binance's documented weights for the endpoints used here."""
-    if path.endswith("aggTrades"):
-        return 20
-    if path.endswith("Klines") or path.endswith("klines"):
-        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
-    return 1
-
-
 class Rest:
     """GET with the weight budget and the retries, in one place."""
 
@@ -171,7 +164,7 @@ class Rest:
         return time.time_ns() // 1_000_000 + self.budget.offset_ms
 
     def get(self, path: str, params: dict[str, Any]) -> Any:
-        weight = request_weight(path, int(params.get("limit", 500)))
+        weight = request_weight("GET", path, params)
         delay = 0.5
         for attempt in range(_RETRIES):
             self.budget.before(weight)

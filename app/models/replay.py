@@ -1,29 +1,38 @@
 """Market events for offline work, in receive order: recordings and long simulator series.
 
 Both sources yield ``(ts_recv_ns, stream, event)``: the engine's own decoder made the event, so
-datasets and backtests see exactly what the live engine would. :class:`ReplayBooks` keeps the
+datasets and backtests see exactly what the live engine would; a backtest also gets the engine's
+recorded start-up inputs (:func:`recording_inputs`). :class:`ReplayBooks` keeps the
 order books the paper exchange fills against, as :class:`~app.engine.market_data.MarketData` does
 live (partial depth replaces the book; diff depth is synced from recorded REST snapshots).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
+from app.binance.filters import SymbolFilters, parse_symbol_filters
+from app.binance.public import DepthSnapshot
 from app.engine.book import DiffDepthSync, OrderBook
 from app.engine.decode import decode_depth_snapshot, decode_event
-from app.engine.events import DepthSnapshot, DepthUpdate, Event, Kline
-from app.engine.rest import SymbolFilters, parse_symbol_filters
+from app.engine.events import DepthUpdate, Event, Kline
 from app.errors import MalformedFrameError
+from app.models.warmup import STREAM_MARK, ModelReady, Warmup, decode_warmup, is_warmup
 from app.sim.exchange_info import exchange_info
 from app.sim.frames import Frame
+from app.sim.klines import INTERVALS_MS, KlineQuery
 from app.sim.market import SymbolMarket
 from app.sim.recordings import iter_recording, load_exchange_info
 from app.sim.symbols import spec_for
 
 Replayed = tuple[int, str, Event]
+ReplayItem = tuple[int, str, Event | Warmup | ModelReady]
+"""A replayed event, or the engine's start-up input recorded at that point."""
 
 DAY0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z, as in models/make_default.py
 SIM_STEP_MS = 100
@@ -38,7 +47,20 @@ def recording_events(path: Path) -> Iterator[Replayed]:
     Malformed frames are skipped (the live engine counts and skips them too); klines are dropped
     (the engine builds its own bars from trades).
     """
+    for ts_ns, stream, ev in recording_inputs(path):
+        if not isinstance(ev, Warmup | ModelReady):
+            yield ts_ns, stream, ev
+
+
+def recording_inputs(path: Path) -> Iterator[ReplayItem]:
+    """:func:`recording_events` plus the engine's recorded start-up inputs (:mod:`.warmup`), in
+    the order the engine used them: what a backtest needs to decide where the engine decided."""
     for frame in iter_recording(path):
+        if is_warmup(frame.stream):
+            # A damaged one is left out: the replay then warms from the data, as it always did.
+            with contextlib.suppress(msgspec.DecodeError):
+                yield frame.ts_ns, frame.stream, decode_warmup(frame.data)
+            continue
         try:
             event = decode_event(frame.data)
         except MalformedFrameError:
@@ -72,11 +94,25 @@ class SimSeries:
 def sim_events(series: SimSeries) -> Iterator[Replayed]:
     """The simulator's market model run in-process (no server, no clock): every frame the engine
     would receive, decoded, received at the end of its step."""
+    for ts_ns, stream, ev in sim_inputs(series, warmup=False):
+        if not isinstance(ev, Warmup | ModelReady):
+            yield ts_ns, stream, ev
+
+
+def sim_inputs(series: SimSeries, warmup: bool = True) -> Iterator[ReplayItem]:
+    """:func:`sim_events`, first with each symbol's :class:`Warmup`: the simulator's last 60
+    one-minute klines before the start, as an engine started then would fetch and use them."""
     markets = [
         SymbolMarket(spec_for(s), series.seed, series.start_ms, SIM_STEP_MS,
                      SIM_FUNDING_INTERVAL_MS)
         for s in series.symbols
     ]  # fmt: skip
+    if warmup:
+        query = KlineQuery(INTERVALS_MS["1m"], None, None, 60)
+        for s, market in zip(series.symbols, markets, strict=True):
+            rows = market.klines.query(query, series.start_ms)
+            item = Warmup(s.upper(), "1m", series.start_ms, tuple(tuple(r) for r in rows))
+            yield series.start_ms * 1_000_000, f"{s}{STREAM_MARK}kline_1m", item
     sinks = [_Sink({f"{s}@{k}" for k in _KINDS}) for s in series.symbols]
     t = series.start_ms
     for _ in range(series.minutes * 60_000 // SIM_STEP_MS):

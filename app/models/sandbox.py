@@ -13,15 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from app.binance.filters import SymbolFilters
 from app.clock import Clock
 from app.config import PaperConfig, RiskConfig
 from app.engine.book import OrderBook
 from app.engine.events import Event
 from app.engine.inference import InferenceSlot, LoadedModel
 from app.engine.loop import paper_loop
+from app.engine.orders import Side
 from app.engine.paper import ExecutionReport, PaperExchange
 from app.engine.portfolio import EquityPoint, FundingPayment, Portfolio
-from app.engine.rest import SymbolFilters
 from app.engine.risk import RiskGate
 from app.engine.trader import Signal, Trader
 
@@ -31,12 +32,36 @@ ZERO = Decimal(0)
 SANDBOX_BOOT = 999_999
 
 
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """One fill as a backtest report needs it: why its order was sent (``purpose``), the PnL it
+    realised, and the mid price when the order was created (``reference``: slippage is measured
+    from it; None when the book had no two sides)."""
+
+    ts_ns: int
+    symbol: str
+    side: Side
+    price: Decimal
+    qty: Decimal
+    fee: Decimal
+    realized: Decimal
+    purpose: str
+    model_version: str
+    reference: Decimal | None
+
+
 @dataclass
 class Tally:
     """What a sandbox's paper exchange reported: orders, fills, fees, funding, closed trades and
-    the equity curve. Also feeds the sandbox's gate, as the engine's journal feeds the real one."""
+    the equity curve. Also feeds the sandbox's gate, as the engine's journal feeds the real one.
+
+    With ``keep`` (backtests) every fill and funding payment is kept too, for the report; shadow
+    runs leave it off, as they run for weeks. ``mid`` gives the mid price a new order is measured
+    against."""
 
     gate: RiskGate | None = None
+    keep: bool = False
+    mid: Callable[[str], Decimal | None] = lambda symbol: None
     orders: int = 0
     fills: int = 0
     fees: Decimal = ZERO
@@ -47,6 +72,9 @@ class Tally:
     equity: list[EquityPoint] = field(default_factory=list)
     model_versions: set[str] = field(default_factory=set)
     order_ids: set[str] = field(default_factory=set)
+    fill_records: list[FillRecord] = field(default_factory=list)
+    payments: list[FundingPayment] = field(default_factory=list)
+    _references: dict[str, Decimal | None] = field(default_factory=dict)
 
     def on_report(self, report: ExecutionReport) -> None:
         order = report.update.order
@@ -54,9 +82,17 @@ class Tally:
             self.order_ids.add(order.client_id)
             self.orders += 1
             self.model_versions.add(order.model_version)
-        for f in report.fills:
+            if self.keep:  # the first report of an order comes at its creation
+                self._references[order.client_id] = self.mid(order.symbol)
+        for f, result in zip(report.fills, report.results, strict=True):
             self.fills += 1
             self.fees += f.fee
+            if self.keep:
+                self.fill_records.append(
+                    FillRecord(f.ts_ns, f.symbol, f.side, f.price, f.qty, f.fee, result.realized,
+                               order.purpose, order.model_version,
+                               self._references.get(order.client_id))
+                )  # fmt: skip
         for r in report.results:
             if r.closed is not None:
                 self.trades += 1
@@ -68,6 +104,8 @@ class Tally:
 
     def on_funding(self, payment: FundingPayment) -> None:
         self.funding += payment.amount
+        if self.keep:
+            self.payments.append(payment)
 
     def on_equity(self, point: EquityPoint) -> None:
         self.equity.append(point)

@@ -20,14 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.binance.filters import SymbolFilters
 from app.clock import Clock
 from app.config import PaperConfig, RiskConfig
 from app.engine.book import OrderBook
 from app.engine.events import Event
 from app.engine.inference import LoadedModel
 from app.engine.orders import transaction
-from app.engine.rest import SymbolFilters
 from app.engine.trader import Signal, Trader
+from app.models.agreement import Agreement
 from app.models.sandbox import Sandbox, adopt_risk, make_sandbox
 
 Submit = Callable[[Callable[[sqlite3.Connection], Any]], Any]
@@ -74,6 +75,7 @@ class ShadowRunner:
         self._run: ShadowRun | None = None
         self._boxes: tuple[Sandbox, Sandbox] | None = None
         self._rows: list[_SignalRow] = []
+        self.agreement = Agreement()
 
     @property
     def run(self) -> ShadowRun | None:
@@ -99,6 +101,7 @@ class ShadowRunner:
             for box in boxes:
                 adopt_risk(box.trader, live)
         self._boxes = (boxes[0], boxes[1])
+        self.agreement = Agreement()
         run = self._run = ShadowRun(now, active, shadow)
         a, s = active, shadow
         self._submit(
@@ -132,10 +135,15 @@ class ShadowRunner:
         boxes = self._boxes
         if boxes is None:
             return
+        calls: list[str | None] = []
         for role, box in zip(ROLES, boxes, strict=True):
             signal = box.on_event(ts_recv_ns, ev)
             if signal is not None:
                 self._record(role, box, ev.symbol, signal, ts_recv_ns)
+            calls.append(None if signal is None else signal.direction)
+        active, shadow = calls
+        if active is not None and shadow is not None:  # both decided on this bar
+            self.agreement.add(ts_recv_ns, active, shadow)
 
     def _record(self, role: str, box: Sandbox, symbol: str, s: Signal, ts_ns: int) -> None:
         run = self._run
@@ -179,7 +187,7 @@ class ShadowRunner:
         if run is None or boxes is None:
             return {"running": False}
         now = self._clock.time_ns()
-        out: dict[str, Any] = {"running": True, "run_id": run.run_id}
+        out: dict[str, Any] = {"running": True, "run_id": run.run_id, **self.agreement.totals()}
         for role, box in zip(ROLES, boxes, strict=True):
             snap = box.exchange.snapshot(now)
             out[role] = {

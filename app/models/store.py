@@ -48,15 +48,20 @@ class StoredModel:
     model_version: str
     added_ts_ns: int
     source: str  # the file name it was added from
+    # The validator's report (``contract.Validation`` as plain data); None if never checked.
+    validation: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "sha256": self.sha256,
             "bytes": self.bytes,
             "model_version": self.model_version,
             "added_ts_ns": self.added_ts_ns,
             "source": self.source,
         }
+        if self.validation is not None:
+            doc["validation"] = self.validation
+        return doc
 
 
 @dataclass(frozen=True)
@@ -156,9 +161,15 @@ class ModelStore:
         return state
 
     def add(
-        self, src: Path, model_version: str, sha256: str | None = None, source: str = ""
+        self,
+        src: Path,
+        model_version: str,
+        sha256: str | None = None,
+        source: str = "",
+        validation: dict[str, Any] | None = None,
     ) -> StoredModel:
-        """Copy a (validated) file into the store; adding the same bytes again is a no-op.
+        """Copy a (validated) file into the store; adding the same bytes again is a no-op (but
+        for recording ``validation`` if the stored copy had none).
 
         ``sha256`` is what validation saw; if the file changed since, it is refused. ``source``
         names where it came from (an upload's original file name; default: the file's name).
@@ -169,6 +180,8 @@ class ModelStore:
                 raise ModelError(f"{src} changed after validation ({sha256} -> {digest})")
             known = self._state.models.get(digest)
             if known is not None:
+                if known.validation is None and validation is not None:
+                    return self._set_validation(digest, validation)
                 return known
             dst = self.path(digest)
             tmp = self.root / f".{digest}.tmp"
@@ -187,10 +200,25 @@ class ModelStore:
                 model_version,
                 self._clock.time_ns(),
                 source or src.name,
+                validation,
             )
             models = {**self._state.models, digest: entry}
             self._write(replace(self._state, models=models), "add", sha256=digest)
             return entry
+
+    def set_validation(self, sha256: str, validation: dict[str, Any]) -> StoredModel:
+        """Record what the validator found for a stored model (one checked after it was added)."""
+        with self._lock:
+            return self._set_validation(sha256, validation)
+
+    def _set_validation(self, sha256: str, validation: dict[str, Any]) -> StoredModel:
+        known = self._state.models.get(sha256)
+        if known is None:
+            raise ModelError(f"no model {sha256} in the store")
+        entry = replace(known, validation=validation)
+        models = {**self._state.models, sha256: entry}
+        self._write(replace(self._state, models=models), "checked", sha256=sha256)
+        return entry
 
     def activate(self, sha256: str) -> StoreState:
         """Make ``sha256`` the active model; the old one goes on the rollback stack."""

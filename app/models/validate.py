@@ -221,6 +221,9 @@ def check_file(path: Path, limits: ValidationLimits) -> ValidationReport:
     describe["opsets"] = {d or "ai.onnx": v for d, v in header.opsets.items()}
     describe["ir_version"] = header.ir_version
     describe["bytes"] = len(data)
+    # Reaching here, every golden case was reproduced within the tolerance (open_model checks).
+    describe["golden_cases"] = len(contract.golden.cases)
+    describe["golden_tolerance"] = contract.golden.tolerance
     latency = _median_predict_us(model, limits.latency_runs)
     notes: list[str] = []
     baseline_us = budget = None

@@ -42,7 +42,9 @@ from typing import Any
 import msgspec
 
 from app import native
+from app.binance.filters import SymbolFilters, parse_symbol_filters
 from app.binance.margin import MarginSettings, default_brackets
+from app.binance.public import DepthSnapshot
 from app.clock import ManualClock
 from app.config import (
     ExchangeConfig,
@@ -55,13 +57,12 @@ from app.config import (
 from app.engine import gcpolicy
 from app.engine.book import OrderBook
 from app.engine.decode import decode_depth_snapshot
-from app.engine.events import DepthSnapshot, Event
+from app.engine.events import Event
 from app.engine.inference import InferenceSlot, load_model
 from app.engine.loop import paper_loop
 from app.engine.market_data import MarketData
-from app.engine.paper import PaperJournal
+from app.engine.paper import PaperLedger
 from app.engine.recording import RecordingSink
-from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.trader import Trader
 from app.sim.recordings import load_exchange_info, load_snapshots
 from app.store import rawlog
@@ -133,7 +134,7 @@ def load_filters(path: Path | None, symbols: tuple[str, ...]) -> dict[str, Symbo
 
 
 class _FileSnapshots:
-    """The recording's REST snapshots, served as the engine's RestClient would."""
+    """The recording's REST snapshots, served as the engine's PublicRest would."""
 
     def __init__(self, path: Path) -> None:
         self._bodies = {s.upper(): msgspec.json.encode(b) for s, b in load_snapshots(path).items()}
@@ -230,7 +231,7 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             passes + 1,
             filters,
             # The engine's own listener, its writes dropped: the database is not what is timed.
-            listener=lambda book, gate: PaperJournal(lambda fn: None, book, gate),
+            listener=lambda book, gate: PaperLedger(lambda fn: None, book, gate),
             margin=margin,
         )
         gate, venue = built.gate, built.venue

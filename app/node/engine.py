@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ import msgspec
 from msgspec.structs import astuple
 
 from app import config, contract
+from app.binance.filters import SymbolFilters
 from app.binance.margin import MarginSettings, default_brackets
+from app.binance.public import PublicRest
 from app.clock import Clock
 from app.config import AppConfig
 from app.engine import gcpolicy, orders, portfolio, risk
@@ -33,9 +34,8 @@ from app.engine.inference import InferenceSlot
 from app.engine.latency import LatencyRing
 from app.engine.loop import paper_loop
 from app.engine.market_data import MarketData
-from app.engine.paper import PaperExchange, PaperJournal, kill_switch
+from app.engine.paper import PaperExchange, PaperLedger, kill_switch
 from app.engine.recording import RecordingSink
-from app.engine.rest import RestClient, SymbolFilters
 from app.engine.risk import RiskGate
 from app.engine.sdnotify import Notifier
 from app.engine.settings import RuntimeSettings, load_saved
@@ -50,6 +50,7 @@ from app.models.commands import load_active, model_commands, resume_shadow
 from app.models.shadow import ShadowRunner
 from app.models.store import ModelStore
 from app.models.validate import ValidationLimits
+from app.models.warmup import model_ready_frame, warmup_frame
 from app.store import backup, schema, trading, weeks
 from app.store.recorder import Recorder
 from app.store.restore import apply_pending_restore
@@ -57,7 +58,8 @@ from app.store.writer import DbWriter
 
 log = logging.getLogger(__name__)
 
-# How often housekeeping looks for closed weeks, a missing daily backup and expired backups.
+# How often housekeeping looks for closed weeks and expired week backups (the daily archive is
+# app.engine.backups').
 _HOUSEKEEPING_S = 60.0
 
 
@@ -158,6 +160,7 @@ class Engine:
             clock,
             self._restart,
             pause=lambda: self._pause(contract.NoArgs()),
+            alarm=self._archive_alarm,
         )
         self.control = ControlServer(
             cfg.control_socket, self._handlers(), self._journal, self.supervisor
@@ -182,7 +185,7 @@ class Engine:
             positions=db.call_sync(portfolio.load_positions),
             on_event=on_event,
             on_state=on_state,
-            listener=lambda book, gate: PaperJournal(db.submit, book, gate),
+            listener=lambda book, gate: PaperLedger(db.submit, book, gate),
             margin=self.margin,
         )
         gate, venue = built.gate, built.venue
@@ -255,18 +258,29 @@ class Engine:
                 await self.slot.swap(model.path)
         except ModelError as exc:
             problems.append(str(exc))
+        active = self.slot.model
+        if active is not None:  # recorded in the swap's loop step: no frame comes between
+            frame = model_ready_frame(
+                active.sha256, active.contract.model_version, self.clock.time_ns() // 1_000_000
+            )
+            self.recorder.frame(self.clock.time_ns(), frame)
         for message in problems:
             await self._alarm("model", message)
             log.error("model: %s", message)
         delay = 1.0
-        async with RestClient(self.cfg.exchange) as rest:
+        async with PublicRest(self.cfg.exchange.rest_base, self.clock) as rest:
             while True:
                 try:
                     self.filters.update(await rest.symbol_filters())
                     now_ms = self.clock.time_ns() // 1_000_000
                     for symbol in self.cfg.feed.symbols:
                         rows = await rest.klines(symbol.upper(), "1m", limit=60)
-                        self.trader.warm_risk(symbol, [astuple(r) for r in rows], now_ms)
+                        klines = [astuple(r) for r in rows]
+                        self.trader.warm_risk(symbol, klines, now_ms)
+                        # Recorded where it was used, so a replay warms where the engine did.
+                        self.recorder.frame(
+                            self.clock.time_ns(), warmup_frame(symbol, "1m", klines, now_ms)
+                        )
                     break
                 except TransientError as exc:
                     log.warning("exchange not ready (%s); retrying in %.0fs", exc, delay)
@@ -283,6 +297,9 @@ class Engine:
     async def _clear_alarm(self, kind: str) -> None:
         now = self.clock.time_ns()
         await self.db.call(lambda c: trading.clear_alarm(c, kind, now))
+
+    async def _archive_alarm(self, kind: str, message: str | None) -> None:
+        await (self._alarm(kind, message) if message else self._clear_alarm(kind))
 
     # -- control commands ----------------------------------------------------------------------
 
@@ -304,6 +321,7 @@ class Engine:
                 self.shadow,
                 ValidationLimits(baseline=default_model_path()),
                 live=lambda: self.trader,
+                check_stored=True,
             )
         )
         missing = h.missing()
@@ -357,6 +375,11 @@ class Engine:
                 for n, t in self.supervisor.tasks().items()
             },
             alarms=msgspec.convert(await self.db.call(trading.open_alarms), list[contract.Alarm]),
+            rules={
+                f.symbol: contract.SymbolRules(tick_size=f.tick_size, step_size=f.step_size)
+                for s in self.cfg.feed.symbols
+                if (f := self.filters.get(s.upper())) is not None
+            },
         )
 
     async def _health(self, args: contract.NoArgs) -> contract.Health:
@@ -473,15 +496,6 @@ class Engine:
             "backup.market", lambda: asyncio.to_thread(backup.backup_market_week, path, backup_dir)
         )
 
-    async def _backup_trading(self) -> backup.BackupResult:
-        now = self.clock.time_ns()
-        result = await asyncio.to_thread(
-            backup.backup_trading_db, self.cfg.trading_db, self.cfg.backup_dir, now
-        )
-        day = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%d")
-        await self.db.call(lambda c: trading.set_setting(c, "backup.trading.last_day", day, now))
-        return result
-
     def _tracked_job(self, kind: str, factory: Callable[[], Awaitable[Any]]) -> str:
         """Start a one-shot job and record its run (and failure, as an alarm) in the database."""
         started = self.clock.time_ns()
@@ -519,17 +533,13 @@ class Engine:
             for path in backup.pending_market_weeks(self.cfg.market_dir, current):
                 if Path(self.recorder.stats.current_file) != path:
                     self._start_week_backup(path)
-            today = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%d")
-            last = await self.db.call(lambda c: trading.get_setting(c, "backup.trading.last_day"))
-            if last != today:
-                self._tracked_job("backup.trading", self._backup_trading)
             await asyncio.to_thread(self.db.ensure_reserve)
             await asyncio.to_thread(
                 backup.prune,
                 self.cfg.backup_dir,
                 now,
                 self.cfg.store.retention_weeks,
-                self.cfg.store.backup_retention_days,
+                self.cfg.store.archive_retention_days,
             )
             await asyncio.sleep(_HOUSEKEEPING_S)
 
@@ -600,7 +610,7 @@ class Engine:
         await sup.stop()
         await self.market.close()
         await self.live.close()
-        self.live.journal.close()
+        self.live.ledger.close()
         self.recorder.stop()
         self.db.close()
 

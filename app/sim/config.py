@@ -49,9 +49,9 @@ class TradingSettings:
 class SimConfig:
     """Everything the simulator process needs.
 
-    ``symbols`` empty means the defaults in live mode and "whatever the recording holds" in replay
-    mode. ``api_key``/``api_secret`` authenticate the signed endpoints (empty: the defaults
-    :data:`DEFAULT_API_KEY`/:data:`DEFAULT_API_SECRET`).
+    ``symbols`` empty means the defaults in synthetic mode (markets generated from ``seed``) and
+    "whatever the recording holds" in replay mode. ``api_key``/``api_secret`` authenticate the
+    signed endpoints (empty: the defaults :data:`DEFAULT_API_KEY`/:data:`DEFAULT_API_SECRET`).
     """
 
     host: str = "127.0.0.1"
@@ -71,7 +71,7 @@ class SimConfig:
     trading: TradingSettings = field(default_factory=TradingSettings)
 
     @property
-    def live_symbols(self) -> tuple[str, ...]:
+    def synthetic_symbols(self) -> tuple[str, ...]:
         return self.symbols or DEFAULT_SYMBOLS
 
     @property

@@ -13,53 +13,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.binance import weights
 from app.clock import Clock
 from app.sim.config import TradingSettings
 
 MINUTE_MS = 60_000
 TEN_S_MS = 10_000
-# Weights from Binance's USD-M docs; everything else under /fapi/ weighs 1.
-_WEIGHTS: dict[tuple[str, str], int] = {
-    ("GET", "/fapi/v2/account"): 5,
-    ("GET", "/fapi/v2/balance"): 5,
-    ("GET", "/fapi/v2/positionRisk"): 5,
-    ("GET", "/fapi/v1/userTrades"): 5,
-    ("GET", "/fapi/v1/income"): 30,
-    ("GET", "/fapi/v1/positionSide/dual"): 30,
-    ("GET", "/fapi/v1/aggTrades"): 20,
-}
-_KLINE_PATHS = frozenset(
-    {"/fapi/v1/klines", "/fapi/v1/markPriceKlines", "/fapi/v1/indexPriceKlines"}
-)
-_DEPTH_WEIGHTS = ((50, 2), (100, 5), (500, 10), (1000, 20))
 
 
 def request_weight(method: str, path: str, query: str) -> int:
-    """The weight Binance charges for one request."""
-    weight = _WEIGHTS.get((method, path))
-    if weight is not None:
-        return weight
-    if path == "/fapi/v1/depth":
-        limit = _int_arg(query, "limit", 500)
-        return next((w for top, w in _DEPTH_WEIGHTS if limit <= top), 20)
-    if path in _KLINE_PATHS:
-        limit = _int_arg(query, "limit", 500)
-        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
-    if path == "/fapi/v1/openOrders" and method == "GET" and "symbol=" not in query:
-        return 40
-    return 1
-
-
-def _int_arg(query: str, name: str, default: int) -> int:
-    values = parse_qs(query).get(name)
-    if values and values[0].isdigit():
-        return int(values[0])
-    return default
+    """The weight Binance charges for one request: the client's own table
+    (:mod:`app.binance.weights`), so what the simulator charges is what clients budget for."""
+    params: dict[str, str | int] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        params.setdefault(name, value)  # a repeated parameter: its first value counts
+    return weights.request_weight(method, path, params)
 
 
 @dataclass

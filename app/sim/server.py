@@ -8,34 +8,41 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from app.clock import Clock, SystemClock
+from app.sim import history_rest, rest, trading_rest, ws
 from app.sim.config import SimConfig
-from app.sim.history_rest import history_routes
-from app.sim.live import run_live
+from app.sim.driver import drive_markets
 from app.sim.pong import delayed_pong_protocol
 from app.sim.ratelimit import RateLimitMiddleware
 from app.sim.replay import run_replay
-from app.sim.rest import ApiError, api_error_handler, rest_routes
+from app.sim.rest import ApiError, api_error_handler
 from app.sim.state import SimState, build_state
-from app.sim.trading_rest import trading_routes
-from app.sim.ws import ws_routes
 
 log = logging.getLogger("app.sim")
 
+# Every route, declared once; each handler reads the simulator from the lifespan state.
+ROUTES = [*rest.ROUTES, *history_rest.ROUTES, *trading_rest.ROUTES, *ws.ROUTES]
+
+
+class LifespanState(TypedDict):
+    sim: SimState
+
 
 def build_app(state: SimState, listening: str = "") -> Starlette:
-    """The ASGI app; its lifespan runs the market (or the replay) and logs ``listening``."""
+    """The ASGI app; its lifespan runs the market (or the replay), logs ``listening`` and hands
+    ``state`` to the handlers (``request.state.sim``, read by :func:`~app.sim.state.sim_of`)."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
         cfg = state.config
         if cfg.replay is None:
-            driver = run_live(
+            driver = drive_markets(
                 state.markets,
                 state.hub,
                 state.clock,
@@ -58,19 +65,14 @@ def build_app(state: SimState, listening: str = "") -> Starlette:
         if listening:
             log.info("sim listening on %s", listening)
         try:
-            yield
+            yield {"sim": state}
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     return Starlette(
-        routes=[
-            *rest_routes(state),
-            *history_routes(state),
-            *trading_routes(state),
-            *ws_routes(state),
-        ],
+        routes=ROUTES,
         middleware=[Middleware(RateLimitMiddleware, limiter=state.limiter)],
         exception_handlers={ApiError: api_error_handler},
         lifespan=lifespan,

@@ -1,17 +1,21 @@
-"""Everything the handlers share, built once from the config."""
+"""Everything the handlers share, built once from the config and handed to them as the app's
+lifespan state (:func:`sim_of`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from starlette.requests import HTTPConnection
 
 from app.clock import Clock
 from app.sim.account import Account
 from app.sim.auth import Credentials
 from app.sim.config import SimConfig
+from app.sim.driver import make_markets
 from app.sim.faults import Faults
+from app.sim.history import SymbolHistory
 from app.sim.hub import Hub
-from app.sim.live import make_markets
 from app.sim.market import SymbolMarket
 from app.sim.orders import Exchange
 from app.sim.ratelimit import RateLimiter
@@ -23,9 +27,10 @@ from app.sim.userstream import UserStreams
 
 @dataclass
 class SimState:
-    """The simulator's parts. ``markets`` is empty in replay mode, ``replay`` None in live mode.
+    """The simulator's parts. ``markets`` is empty in replay mode, ``replay`` None in synthetic
+    mode (markets generated from the seed).
 
-    The signed side (``exchange``, ``user_streams``, ``limiter``) trades only in live mode: in
+    The signed side (``exchange``, ``user_streams``, ``limiter``) trades only in synthetic mode: in
     replay mode there is no book to match against and orders are refused as invalid symbols.
     """
 
@@ -43,6 +48,8 @@ class SimState:
     exchange: Exchange
     user_streams: UserStreams
     limiter: RateLimiter
+    # The historical endpoints' view of each market, made on first use (app.sim.history_rest).
+    histories: dict[str, SymbolHistory] = field(default_factory=dict)
 
     def now_ms(self) -> int:
         return self.clock.time_ns() // 1_000_000
@@ -52,13 +59,13 @@ class SimState:
         return self.now_ms() + self.faults.clock_offset_ms
 
     def after_step(self, market: SymbolMarket, t_end_ms: int) -> None:
-        """Run by the live driver after each market step: matching, stops, funding, expiry."""
+        """Run by the market driver after each market step: matching, stops, funding, expiry."""
         self.exchange.on_step(market, t_end_ms)
         self.user_streams.check_expiry()
 
 
 def build_state(config: SimConfig, clock: Clock) -> SimState:
-    """Create markets (live) or read the recording's side files (replay)."""
+    """Create markets (synthetic mode) or read the recording's side files (replay)."""
     faults = Faults(config.faults, clock)
     hub = Hub(faults, clock)
     now_ms = clock.time_ns() // 1_000_000
@@ -70,7 +77,7 @@ def build_state(config: SimConfig, clock: Clock) -> SimState:
     replay: ReplayStatus | None = None
     if config.replay is None:
         markets = make_markets(
-            config.live_symbols,
+            config.synthetic_symbols,
             config.seed,
             start_ms,
             config.step_ms,
@@ -114,3 +121,9 @@ def build_state(config: SimConfig, clock: Clock) -> SimState:
         user_streams=streams,
         limiter=RateLimiter(trading, clock),
     )
+
+
+def sim_of(conn: HTTPConnection) -> SimState:
+    """The simulator's state, for a request or a WebSocket (the lifespan's ``{"sim": ...}``)."""
+    state: SimState = conn.state.sim
+    return state

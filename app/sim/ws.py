@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.sim.hub import Connection, Hub
-from app.sim.state import SimState
+from app.sim.state import SimState, sim_of
 
 log = logging.getLogger(__name__)
 
@@ -156,21 +156,21 @@ async def _serve(ws: WebSocket, streams: list[str], combined: bool, state: SimSt
             await reader
 
 
-def ws_routes(state: SimState) -> list[BaseRoute]:
-    """The stream route table."""
+async def combined(ws: WebSocket) -> None:
+    await _serve(ws, _streams(ws.query_params.get("streams", "")), True, sim_of(ws))
 
-    async def combined(ws: WebSocket) -> None:
-        await _serve(ws, _streams(ws.query_params.get("streams", "")), True, state)
 
-    async def raw(ws: WebSocket) -> None:
-        spec = ws.path_params.get("streams", "")
-        if state.user_streams.is_key(spec):
-            await state.user_streams.serve(ws, spec)
-            return
-        await _serve(ws, _streams(spec), False, state)
+async def raw(ws: WebSocket) -> None:
+    state = sim_of(ws)
+    spec = ws.path_params.get("streams", "")
+    if state.user_streams.is_key(spec):
+        await state.user_streams.serve(ws, spec)
+        return
+    await _serve(ws, _streams(spec), False, state)
 
-    return [
-        WebSocketRoute("/stream", combined, name="stream_combined"),
-        WebSocketRoute("/ws", raw, name="stream_raw_bare"),
-        WebSocketRoute("/ws/{streams:path}", raw, name="stream_raw"),
-    ]
+
+ROUTES: list[BaseRoute] = [
+    WebSocketRoute("/stream", combined, name="stream_combined"),
+    WebSocketRoute("/ws", raw, name="stream_raw_bare"),
+    WebSocketRoute("/ws/{streams:path}", raw, name="stream_raw"),
+]

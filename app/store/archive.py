@@ -10,17 +10,25 @@ whose first member is ``manifest.json``, then:
     panel/admin-password.hash  the panel password's argon2 hash
     models/...                 the model store: content-addressed files, ``store.json`` (the
                                active/shadow pointer, rollback stack and history)
+    keys.enc                   only when the owner gave a passphrase: the API keys file
+                               (``<data-dir>/secrets/api-keys.json``) sealed by
+                               ``app.store.secrets_box`` (scrypt + AES-256-GCM)
 
 The manifest holds the format, the program's version, the time, every member's size and SHA-256,
 each database's schema version (``PRAGMA user_version``) and what was left out and why. API keys
-(``<data-dir>/secrets/``) are never archived: no authenticated-encryption library is installed
-(neither ``cryptography`` nor PyNaCl), and keys in clear in a file meant to be copied off the board
-are worse than keys typed in again after a restore.
+are left out by default: a file meant to be copied off the board must not carry them in clear.
+With a passphrase (``appliance backup create --include-keys``) they are sealed in memory and only
+the sealed bytes reach the scratch directory and the archive; ``keys.enc`` is checksummed like any
+member (a changed byte is refused before anything is decrypted), and the archive's verification
+opens it again with the passphrase before the archive is listed. Restoring them needs the
+passphrase (``app.store.restore``).
 
-An archive counts only once proven: written under a temporary name, read back (decompressed, every
-member's SHA-256 compared with the manifest, ``PRAGMA integrity_check`` and the schema version of
-every database checked), and only then renamed into place, where listings see it. Restore runs the
-same verification first (:func:`verify`); see ``app.store.restore``.
+An archive counts only once proven: written under a temporary name, read back (its zstd frames
+walked end to end, decompressed, every member's SHA-256 compared with the manifest, ``PRAGMA
+integrity_check`` and the schema version of every database checked), and only then renamed into
+place, where listings see it. An archive made elsewhere (uploaded in the panel) enters the same way
+(:func:`adopt`). Restore runs the same verification first (:func:`verify`); see
+``app.store.restore``.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from typing import IO, Any
 
 import zstandard
 
-from app.store import db, schema
+from app.store import db, schema, secrets_box, zstdframes
 from app.store.files import fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -54,8 +62,12 @@ FORMAT = 1
 PREFIX = "appliance_"
 SUFFIX = ".tar.zst"
 MANIFEST = "manifest.json"
+KEYS = "keys.enc"  # the sealed API keys, present only when a passphrase was given
+KEYS_LEFT_OUT = "secrets/api-keys.json"  # how the manifest names them when they are left out
 _NAME = re.compile(r"^appliance_(\d{8}T\d{6}Z)(?:-(\d+))?(?:_([a-z-]+))?\.tar\.zst$")
 _ZSTD_LEVEL = 10  # models and databases: a few MB; level 10 costs a second on the board
+# Archives written before the writer made one frame end with an empty second frame (~13 bytes).
+_TAIL_MAX = 64
 
 # The newest schema version (number of migrations) this program knows for each database. The
 # trading database's comes from its migrations; the order journal's and the panel's are owned by
@@ -99,6 +111,12 @@ class Layout:
     def files(self) -> dict[str, Path]:
         """Archive member -> a plain file (besides the model store)."""
         return {"panel/admin-password.hash": self.panel_dir / "secrets" / "admin-password.hash"}
+
+    @property
+    def keys_file(self) -> Path:
+        """The live API keys (``app.live.keys.keys_path``, which this layer must not import:
+        tests/store/test_key_backup.py pins the two together)."""
+        return self.data_dir / "secrets" / "api-keys.json"
 
 
 def default_panel_dir(data_dir: Path) -> Path:
@@ -195,13 +213,53 @@ def _snapshot_db(src: Path, dst: Path) -> int:
     return version
 
 
+def _keys_member(
+    layout: Layout, scratch: Path, passphrase: str | None
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """The API keys sealed into ``scratch/keys.enc`` (0600) as {member: copy}, or why they are
+    left out as {name: reason}.
+
+    The plaintext stays in memory: only sealed bytes are written. Keys the owner asked for but
+    that cannot be read stop the archive rather than leave them out silently.
+    """
+    if passphrase is None:
+        reason = "left out unless a passphrase is given (appliance backup create --include-keys)"
+        return {}, {KEYS_LEFT_OUT: reason}
+    try:
+        plaintext = layout.keys_file.read_bytes()
+    except FileNotFoundError:
+        return {}, {KEYS_LEFT_OUT: "does not exist (no API keys saved)"}
+    except OSError as exc:
+        raise ArchiveError(
+            f"the API keys ({layout.keys_file}) cannot be read: {exc.strerror or exc} "
+            "(run as their owner or as root)"
+        ) from None
+    try:
+        sealed = secrets_box.seal(plaintext, passphrase)
+    except secrets_box.SecretBoxError as exc:
+        raise ArchiveError(f"the API keys cannot be included: {exc}") from None
+    target = scratch / KEYS
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(sealed)
+    return {KEYS: target}, {}
+
+
+def open_keys(path: Path, passphrase: str, label: str = "") -> bytes:
+    """The API keys file sealed in ``path`` (an extracted ``keys.enc``), opened with
+    ``passphrase``; :class:`ArchiveError` for a wrong passphrase or altered bytes."""
+    try:
+        return secrets_box.open_sealed(path.read_bytes(), passphrase)
+    except secrets_box.SecretBoxError as exc:
+        raise ArchiveError(f"{label or path.name}: the API keys cannot be opened: {exc}") from None
+
+
 def _collect(
-    layout: Layout, scratch: Path
+    layout: Layout, scratch: Path, passphrase: str | None = None
 ) -> tuple[dict[str, Path], dict[str, int], dict[str, str]]:
     """Copy every member into ``scratch``; return member -> copy, schema versions, left out."""
-    copies: dict[str, Path] = {}
+    copies, left_out = _keys_member(layout, scratch, passphrase)
     versions: dict[str, int] = {}
-    left_out: dict[str, str] = {"secrets/api-keys.json": "API keys are never archived"}
     for name, path in layout.databases().items():
         if not path.exists():
             left_out[name] = "does not exist"
@@ -211,10 +269,13 @@ def _collect(
         try:
             versions[name] = _snapshot_db(path, copy)
         except (sqlite3.Error, OSError) as exc:
+            copy.unlink(missing_ok=True)
+            if not name.startswith("panel/"):
+                # The engine's own journal unreadable: a backup without it would only look whole.
+                raise ArchiveError(f"{name} cannot be copied: {exc}") from exc
             # On the image the panel's files are the panel user's (0600): the engine cannot read
             # them. The manifest says so; `appliance backup create` as root includes them.
             left_out[name] = f"not readable here: {exc}"
-            copy.unlink(missing_ok=True)
             continue
         copies[name] = copy
     for name, path in layout.files().items():
@@ -255,23 +316,44 @@ def _unique_path(backup_dir: Path, ts_ns: int, label: str) -> Path:
     raise ArchiveError(f"too many archives named {PREFIX}{stamp}*")
 
 
+def _backup_dir(backup_dir: Path) -> None:
+    # 0750: the panel (the engine's group) lists and downloads archives; nobody else reads them.
+    backup_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+
+
+def _place(tmp: Path, final: Path) -> None:
+    """Rename a verified archive into place, 0640 and, when made as root (``sudo appliance
+    backup create``), owned like its directory: the engine prunes it, the panel serves it."""
+    os.chmod(tmp, 0o640)
+    if os.geteuid() == 0:
+        st = final.parent.stat()
+        os.chown(tmp, st.st_uid, st.st_gid)
+    tmp.replace(final)
+
+
 def create(
-    layout: Layout, ts_ns: int, label: str = "", backup_dir: Path | None = None
+    layout: Layout,
+    ts_ns: int,
+    label: str = "",
+    backup_dir: Path | None = None,
+    passphrase: str | None = None,
 ) -> ArchiveInfo:
     """Write, verify and list one archive of the state under ``layout``.
 
-    ``label`` tags why it was made (``scheduled``, ``pre-restore``; empty: on demand). Raises
-    :class:`ArchiveError` when it does not verify; nothing is then left under an archive's name.
+    ``label`` tags why it was made (``scheduled``, ``pre-restore``; empty: on demand).
+    ``passphrase``: include the API keys, sealed with it (:data:`KEYS`); None leaves them out.
+    Raises :class:`ArchiveError` when it does not verify; nothing is then left under an archive's
+    name.
     """
     if label and not re.fullmatch(r"[a-z-]+", label):
         raise ValueError(f"bad archive label {label!r}")
     backup_dir = backup_dir or layout.backup_dir
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    _backup_dir(backup_dir)
     final = _unique_path(backup_dir, ts_ns, label)
     tmp = final.with_name(f".{final.name}.partial")
     with tempfile.TemporaryDirectory(prefix=".archive-", dir=backup_dir) as scratch_name:
         scratch = Path(scratch_name)
-        copies, versions, left_out = _collect(layout, scratch)
+        copies, versions, left_out = _collect(layout, scratch, passphrase)
         members = {
             name: Member(name, copy.stat().st_size, sha256_file(copy), versions.get(name))
             for name, copy in copies.items()
@@ -279,11 +361,11 @@ def create(
         manifest = Manifest(FORMAT, app_version(), ts_ns, label, members, left_out)
         try:
             _write(tmp, manifest, copies)
-            verify(tmp)
+            verify(tmp, passphrase=passphrase)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    tmp.replace(final)
+    _place(tmp, final)
     fsync_dir(backup_dir)
     info = ArchiveInfo(final, final.stat().st_size, sha256_file(final), ts_ns, label)
     log.info(
@@ -292,10 +374,44 @@ def create(
     return info
 
 
+def adopt(
+    source: Path, backup_dir: Path, ts_ns: int, shown: str = "", label: str = "uploaded"
+) -> tuple[ArchiveInfo, Manifest]:
+    """Take an archive made elsewhere (an upload, a copy from another board) into ``backup_dir``.
+
+    Copied under a temporary name and verified as a restore would (a database newer than this
+    program knows is refused) before it is listed, as ``appliance_<ts_ns>_<label>.tar.zst``: named
+    for when it arrived, so that retention counts from then (its manifest keeps when it was
+    made). ``shown`` names it in messages (the uploader's file name). Raises
+    :class:`ArchiveError`; nothing is then left in ``backup_dir``.
+    """
+    _backup_dir(backup_dir)
+    final = _unique_path(backup_dir, ts_ns, label)
+    tmp = final.with_name(f".{final.name}.partial")
+    try:
+        shutil.copyfile(source, tmp)
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        manifest = verify(tmp, known=SCHEMAS, label=shown or source.name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _place(tmp, final)
+    fsync_dir(backup_dir)
+    info = ArchiveInfo(final, final.stat().st_size, sha256_file(final), ts_ns, label)
+    log.info("backup archive %s taken in from %s, verified", final.name, shown or source.name)
+    return info, manifest
+
+
 def _write(tmp: Path, manifest: Manifest, copies: Mapping[str, Path]) -> None:
     cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True)
-    with open(tmp, "wb") as raw, cctx.stream_writer(raw, closefd=False) as zout:
-        with tarfile.open(fileobj=zout, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with open(tmp, "wb") as raw:
+        # Closing the writer ends the one frame (its checksum last); an explicit frame flush
+        # before it would leave a second, empty frame behind.
+        with (
+            cctx.stream_writer(raw, closefd=False) as zout,
+            tarfile.open(fileobj=zout, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
             _add_bytes(tar, MANIFEST, manifest.to_json(), manifest.ts_created_ns)
             for name in sorted(copies):
                 info = tarfile.TarInfo(name)
@@ -304,7 +420,6 @@ def _write(tmp: Path, manifest: Manifest, copies: Mapping[str, Path]) -> None:
                 info.mode = 0o600
                 with copies[name].open("rb") as handle:
                     tar.addfile(info, handle)
-        zout.flush(zstandard.FLUSH_FRAME)
         raw.flush()
         os.fsync(raw.fileno())
 
@@ -320,14 +435,46 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, ts_ns: int) -> None
 # -- reading and verifying -------------------------------------------------------------------------
 
 
+def _check_frames(path: Path, label: str) -> None:
+    """Whole zstd, end to end: the streaming reader below would not notice a cut-off end."""
+    try:
+        frames = zstdframes.walk(path)
+    except zstdframes.FrameError as exc:
+        if exc.kind == "foreign":
+            raise ArchiveError(
+                f"{label} is not an appliance backup (an appliance_*.tar.zst archive): {exc}"
+            ) from exc
+        if exc.kind == "truncated":
+            raise ArchiveError(
+                f"{label} is truncated: {exc} (an incomplete download or copy?)"
+            ) from exc
+        raise ArchiveError(f"{label} is damaged: {exc}") from exc
+    if frames.count == 1:
+        return
+    with path.open("rb") as raw:
+        raw.seek(frames.first_end)
+        tail = raw.read(_TAIL_MAX + 1)
+    while tail and len(tail) <= _TAIL_MAX:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        if dobj.decompress(tail):
+            break
+        tail = dobj.unused_data
+    if tail:
+        raise ArchiveError(f"{label} is damaged: it holds data after its archive")
+
+
 @contextlib.contextmanager
-def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+def _open_tar(path: Path, label: str) -> Iterator[tarfile.TarFile]:
     dctx = zstandard.ZstdDecompressor()
-    with (
-        path.open("rb") as raw,
-        dctx.stream_reader(raw) as zin,
-        tarfile.open(fileobj=zin, mode="r|") as tar,
-    ):
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(path.open("rb"))
+        zin = stack.enter_context(dctx.stream_reader(raw))
+        try:
+            tar = stack.enter_context(tarfile.open(fileobj=zin, mode="r|"))
+        except tarfile.ReadError as exc:  # at the first header: some other zstd file
+            raise ArchiveError(
+                f"{label} is not an appliance backup: no tar archive inside ({exc})"
+            ) from exc
         yield tar
 
 
@@ -337,18 +484,25 @@ def _safe_name(name: str) -> bool:
 
 
 def verify(
-    path: Path, into: Path | None = None, known: Mapping[str, int] | None = None
+    path: Path,
+    into: Path | None = None,
+    known: Mapping[str, int] | None = None,
+    label: str = "",
+    passphrase: str | None = None,
 ) -> Manifest:
-    """Prove an archive: decompress it, compare every member with the manifest's SHA-256, run
-    ``PRAGMA integrity_check`` on every database and check its schema version.
+    """Prove an archive: walk its zstd frames (a cut-off end is refused), decompress it, compare
+    every member with the manifest's SHA-256, run ``PRAGMA integrity_check`` on every database
+    and check its schema version; with ``passphrase``, also open the sealed API keys (if any).
 
     ``into``: extract the members there (for a restore); otherwise they go to a scratch directory
     that is removed. ``known``: the newest schema version this program can open per database (a
     newer one is refused); None skips that check (the archive was just written by this program).
-    Raises :class:`ArchiveError` naming the archive and what is wrong.
+    ``label``: how messages name the archive (default: its file name). Raises
+    :class:`ArchiveError` naming the archive and what is wrong.
     """
-    label = path.name
+    label = label or path.name
     try:
+        _check_frames(path, label)
         with contextlib.ExitStack() as stack:
             if into is None:
                 into = Path(
@@ -356,8 +510,10 @@ def verify(
                         tempfile.TemporaryDirectory(prefix=".verify-", dir=path.parent)
                     )
                 )
-            manifest = _extract(path, into)
+            manifest = _extract(path, into, label)
             _check_databases(label, manifest, into, known)
+            if passphrase is not None and KEYS in manifest.members:
+                open_keys(into / KEYS, passphrase, label)
             return manifest
     except ArchiveError:
         raise
@@ -365,11 +521,28 @@ def verify(
         raise ArchiveError(f"{label} is damaged (it does not decompress or unpack: {exc})") from exc
 
 
-def _extract(path: Path, into: Path) -> Manifest:
-    label = path.name
+def read_manifest(path: Path, label: str = "") -> Manifest:
+    """Only the manifest, unverified: what an archive says it holds (whether to ask for a
+    passphrase before a restore, which verifies everything). Raises :class:`ArchiveError`."""
+    label = label or path.name
+    try:
+        with _open_tar(path, label) as tar:
+            entry = tar.next()
+            if entry is None or entry.name != MANIFEST or not entry.isfile():
+                raise ArchiveError(f"{label} is not an appliance backup (no manifest first)")
+            handle = tar.extractfile(entry)
+            assert handle is not None
+            return Manifest.from_json(handle.read(1 << 20))
+    except OSError as exc:
+        raise ArchiveError(f"{label} cannot be read: {exc.strerror or exc}") from exc
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+        raise ArchiveError(f"{label} is damaged (it does not decompress or unpack: {exc})") from exc
+
+
+def _extract(path: Path, into: Path, label: str) -> Manifest:
     manifest: Manifest | None = None
     seen: set[str] = set()
-    with _open_tar(path) as tar:
+    with _open_tar(path, label) as tar:
         for entry in tar:
             if manifest is None:
                 if entry.name != MANIFEST or not entry.isfile():
@@ -509,5 +682,6 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
             n: {"bytes": m.bytes, "schema_version": m.schema_version}
             for n, m in sorted(manifest.members.items())
         },
+        "api_keys": "included, encrypted" if KEYS in manifest.members else "left out",
         "left_out": manifest.left_out,
     }

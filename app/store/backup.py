@@ -1,9 +1,13 @@
-"""Verified zstd backups: closed market weeks, and the trading database daily.
+"""Verified zstd backups of closed market weeks (the recordings), and their retention.
 
 A backup counts only once it is proven: the compressed file is decompressed again, its SHA-256
 compared with the source, and ``PRAGMA integrity_check`` run on the copy. Only then is the backup
-renamed into place (and, for a closed market week, the original deleted). A crash at any point
-leaves either the original or a complete verified backup, never neither.
+renamed into place and the original deleted. A crash at any point leaves either the original or a
+complete verified backup, never neither.
+
+The state (journals, settings, models, the panel's files) is backed up daily as one archive
+(``app.store.archive``, scheduled by ``app.engine.backups``); the daily ``trading_<day>.db.zst``
+copies this module made before are only pruned now.
 """
 
 from __future__ import annotations
@@ -92,22 +96,6 @@ def backup_market_week(path: Path, backup_dir: Path) -> BackupResult:
     )
 
 
-def backup_trading_db(db_path: Path, backup_dir: Path, ts_ns: int) -> BackupResult:
-    """Take a consistent online copy of the trading database, compress and verify it."""
-    day = datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%d")
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=backup_dir) as scratch:
-        snapshot = Path(scratch) / db_path.name
-        src = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        dst = sqlite3.connect(snapshot)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-        return _compress_verified(snapshot, backup_dir / f"trading_{day}.db.zst")
-
-
 def pending_market_weeks(market_dir: Path, current: tuple[int, int]) -> list[Path]:
     """Market files of weeks before ``current`` that still await their backup."""
     return sorted(
@@ -117,8 +105,9 @@ def pending_market_weeks(market_dir: Path, current: tuple[int, int]) -> list[Pat
     )
 
 
-def prune(backup_dir: Path, now_ns: int, market_weeks: int, trading_days: int) -> list[Path]:
-    """Delete backups older than the retention; return what was deleted."""
+def prune(backup_dir: Path, now_ns: int, market_weeks: int, old_daily_days: int) -> list[Path]:
+    """Delete week backups older than ``market_weeks`` and the old daily ``trading_*.db.zst``
+    copies older than ``old_daily_days`` (the archives' retention); return what was deleted."""
     removed: list[Path] = []
     now = datetime.fromtimestamp(now_ns / 1e9, UTC)
     for path in sorted(backup_dir.glob("*.zst")):
@@ -134,7 +123,7 @@ def prune(backup_dir: Path, now_ns: int, market_weeks: int, trading_days: int) -
                 day = datetime.strptime(name[8:18], "%Y-%m-%d").replace(tzinfo=UTC)
             except ValueError:
                 continue
-            age_days, limit = (now - day).days, trading_days
+            age_days, limit = (now - day).days, old_daily_days
         else:
             continue
         if age_days > limit:

@@ -19,6 +19,14 @@ Two steps, so that the swap happens while no writer has a database open:
 The panel's database is written with SQLite's backup API into the live file rather than renamed
 over it: the panel process keeps its connection open and sees the restored rows (sessions
 included: log in again with the restored password).
+
+API keys: an archive made with a passphrase holds them sealed (``keys.enc``). :func:`stage` opens
+them with the passphrase it is given (a wrong one refuses the whole restore, before anything is
+staged or archived) and stages the plain file 0600 in the 0700 staging directory, beside the live
+keys' own protection; the pre-restore archive then includes the keys it replaces, sealed with the
+same passphrase. Without a passphrase everything else is restored, the keys saved here are kept,
+and the report says plainly that the archive's keys were not restored. At apply the keys file is
+renamed over the live one (0600 in a 0700 ``secrets/``), like every other member.
 """
 
 from __future__ import annotations
@@ -42,6 +50,13 @@ log = logging.getLogger(__name__)
 RESTORE_DIR = "restore"
 MARKER = "pending.json"
 STAGED = "staged"
+STAGED_KEYS = "secrets/api-keys.json"  # under staged/: the opened keys, waiting to be applied
+KEYS_RESTORED = "restored"
+KEYS_NOT_IN_ARCHIVE = "not in the archive (keys saved here, if any, are kept)"
+KEYS_NOT_RESTORED = (
+    "NOT restored: the archive holds them encrypted and no passphrase was given "
+    "(keys saved here, if any, are kept; enter the keys again if there are none)"
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class Staged:
     archive: str
     pre_restore: str  # the archive of the state it replaces ('' when there was none)
     members: list[str]
+    keys: str = KEYS_NOT_IN_ARCHIVE  # what becomes of the API keys (KEYS_*)
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class RestoreReport:
     replaced: list[str]
     removed: list[str]
     problems: list[str] = field(default_factory=list)
+    keys: str = KEYS_NOT_IN_ARCHIVE  # what became of the API keys (KEYS_*)
 
 
 def _restore_dir(data_dir: Path) -> Path:
@@ -72,11 +89,13 @@ def _has_state(layout: Layout) -> bool:
     return any(p.exists() for p in layout.databases().values()) or layout.models_dir.is_dir()
 
 
-def stage(layout: Layout, path: Path, ts_ns: int) -> Staged:
+def stage(layout: Layout, path: Path, ts_ns: int, passphrase: str | None = None) -> Staged:
     """Verify ``path``, back up the current state, and stage the archive for the next start.
 
-    Raises :class:`ArchiveError` (nothing staged, nothing changed) when the archive does not verify
-    or holds a database newer than this program knows.
+    ``passphrase`` opens the API keys when the archive holds them; None restores everything else
+    (:attr:`Staged.keys` says so). Raises :class:`ArchiveError` (nothing staged, nothing changed)
+    when the archive does not verify, holds a database newer than this program knows, or its keys
+    do not open with ``passphrase``.
     """
     if not path.is_file():
         raise ArchiveError(f"{path} does not exist")
@@ -89,10 +108,13 @@ def stage(layout: Layout, path: Path, ts_ns: int) -> Staged:
     staged.mkdir(parents=True, mode=0o700)
     try:
         manifest = archive.verify(path, into=staged, known=archive.SCHEMAS)
+        keys, keys_sha256 = _stage_keys(staged, manifest, passphrase, path.name)
         (staged / "models").mkdir(exist_ok=True)  # the store as archived, even when empty
         pre = ""
         if _has_state(layout):
-            pre = archive.create(layout, ts_ns, label="pre-restore").path.name
+            # Keys about to be replaced are kept too, sealed with the passphrase just proven.
+            keep = passphrase if keys == KEYS_RESTORED else None
+            pre = archive.create(layout, ts_ns, label="pre-restore", passphrase=keep).path.name
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
@@ -102,6 +124,8 @@ def stage(layout: Layout, path: Path, ts_ns: int) -> Staged:
         "pre_restore": pre,
         "ts_staged_ns": ts_ns,
         "manifest": json.loads(manifest.to_json()),
+        "keys": keys,
+        "keys_sha256": keys_sha256,
     }
     tmp = marker.with_name(MARKER + ".tmp")
     with tmp.open("w") as handle:
@@ -110,8 +134,35 @@ def stage(layout: Layout, path: Path, ts_ns: int) -> Staged:
         os.fsync(handle.fileno())
     tmp.replace(marker)
     fsync_dir(root)
-    log.warning("restore of %s staged; it is applied at the engine's next start", path.name)
-    return Staged(path.name, pre, sorted(manifest.members))
+    log.warning(
+        "restore of %s staged (API keys: %s); it is applied at the engine's next start",
+        path.name,
+        keys,
+    )
+    return Staged(path.name, pre, sorted(manifest.members), keys)
+
+
+def _stage_keys(
+    staged: Path, manifest: archive.Manifest, passphrase: str | None, label: str
+) -> tuple[str, str]:
+    """Open the archive's sealed keys into ``staged`` (0600); return (what becomes of the keys,
+    SHA-256 of the staged file or '')."""
+    if archive.KEYS not in manifest.members:
+        return KEYS_NOT_IN_ARCHIVE, ""
+    sealed = staged / archive.KEYS
+    if passphrase is None:
+        sealed.unlink()
+        return KEYS_NOT_RESTORED, ""
+    plaintext = archive.open_keys(sealed, passphrase, label)
+    target = staged / STAGED_KEYS
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(plaintext)
+        out.flush()
+        os.fsync(out.fileno())
+    sealed.unlink()
+    return KEYS_RESTORED, sha256_file(target)
 
 
 def pending(data_dir: Path) -> dict[str, Any] | None:
@@ -146,6 +197,9 @@ def apply_pending_restore(data_dir: Path, panel_dir: Path | None = None) -> Rest
         source = staged / name
         if source.exists() and sha256_file(source) != expected.sha256:
             raise ArchiveError(f"staged {name} differs from the verified archive: not restored")
+    keys_source = staged / STAGED_KEYS
+    if keys_source.exists() and sha256_file(keys_source) != body.get("keys_sha256"):
+        raise ArchiveError("the staged API keys differ from the ones opened: not restored")
     for name, live in {**layout.databases(), **layout.files()}.items():
         source = staged / name
         member = manifest.members.get(name)
@@ -167,6 +221,10 @@ def apply_pending_restore(data_dir: Path, panel_dir: Path | None = None) -> Rest
                 raise
             # On the image the engine may not write the panel's directory: say so, go on.
             problems.append(f"{name} not restored ({exc}): run appliance backup restore as root")
+    if keys_source.exists():
+        _replace_keys(keys_source, layout.keys_file)
+        replaced.append(STAGED_KEYS)
+    # else: no keys staged, or moved in by an earlier, interrupted run
     if (staged / "models").exists():
         _swap_models(staged / "models", layout.models_dir, root)
         replaced.append("models/")
@@ -175,13 +233,19 @@ def apply_pending_restore(data_dir: Path, panel_dir: Path | None = None) -> Rest
     shutil.rmtree(staged, ignore_errors=True)
     fsync_dir(root)
     report = RestoreReport(
-        body["archive"], body.get("pre_restore", ""), replaced, removed, problems
+        body["archive"],
+        body.get("pre_restore", ""),
+        replaced,
+        removed,
+        problems,
+        str(body.get("keys", KEYS_NOT_IN_ARCHIVE)),
     )
     log.warning(
-        "restored %s (replaced %s; removed %s)%s; the engine starts paused",
+        "restored %s (replaced %s; removed %s; API keys: %s)%s; the engine starts paused",
         report.archive,
         ", ".join(replaced) or "nothing",
         ", ".join(removed) or "nothing",
+        report.keys,
         "; " + "; ".join(problems) if problems else "",
     )
     return report
@@ -235,6 +299,19 @@ def _write_db_into(source: Path, live: Path) -> None:
 
 def _replace_file(source: Path, live: Path) -> None:
     live.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(source, 0o600)
+    os.replace(source, live)
+    _own_like_parent(live)
+    fsync_dir(live.parent)
+
+
+def _replace_keys(source: Path, live: Path) -> None:
+    """The API keys renamed into place (atomic): 0600 in a 0700 directory, the engine's."""
+    created = not live.parent.exists()
+    live.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(live.parent, 0o700)
+    if created:
+        _own_like_parent(live.parent)
     os.chmod(source, 0o600)
     os.replace(source, live)
     _own_like_parent(live)

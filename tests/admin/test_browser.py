@@ -135,7 +135,9 @@ def test_dashboard_shows_engine_state_and_feed_health(stack: dict[str, Any], pag
     assert state.inner_text().startswith(("running", "paused", "halted"))
     page.locator("#feeds tbody tr").first.wait_for()
     feeds = page.locator("#feeds").inner_text()
-    assert "btcusdt@aggTrade" in feeds and "ethusdt@markPrice@1s" in feeds
+    # Streams by what they carry; the raw stream name is the cell's tooltip.
+    assert "BTCUSDT trades" in feeds and "ETHUSDT mark price" in feeds
+    assert page.locator("#feeds td[title='ethusdt@markPrice@1s']").count() == 1
     # Live values move without a reload (SSE): the message count changes.
     before = int(page.locator("#messages").inner_text())
     page.wait_for_function(
@@ -222,7 +224,8 @@ def test_pnl_page_shows_the_engines_equity_curve(stack: dict[str, Any], page: An
     panel: PanelHandle = stack["panel"]
     log_in(page, panel)
     page.goto(panel.base_url + "/pnl")
-    chart = page.locator("#equity-chart svg polyline")
+    # A phone's width; the latest run of points (a stop of the engine would break the line).
+    chart = page.locator("#equity-chart .chart-narrow svg polyline").last
     chart.wait_for(state="attached")  # a flat line has no height: "hidden" to Playwright
     assert len(chart.get_attribute("points").split()) >= 2
     shot(page, "pnl")
@@ -309,7 +312,7 @@ def test_model_upload_shadow_and_promote(stack: dict[str, Any], page: Any, tmp_p
     log_in(page, panel)
     page.goto(panel.base_url + "/models")
     candidate = _model_variant(tmp_path, "candidate", model_version="candidate-browser-test")
-    assert "accepted" in _upload(page, candidate)
+    assert "passed validation" in _upload(page, candidate)
     page.reload()
     assert "candidate-browser-test" in page.locator("#models-table").inner_text()
     row = page.locator("#models-table tr", has_text="candidate-browser-test")

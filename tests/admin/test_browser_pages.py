@@ -1,17 +1,22 @@
 """Every page at a phone's and a laptop's width, against a stack that trades.
 
-Its own module-scoped stack (simulator, engine, panel): the engine's model is the default model
-with its long threshold at 0.001, so it signals long at every bar close and positions, fills and
-round trips exist within a minute or two; a shadow model runs beside it. Per page and width: every
-card shows data, no raw JSON or bare quoted hash is visible, nothing reaches past the viewport and
-the page never scrolls sideways. The status line names an injected blocking condition (a pause from
-the Mode page, a stalled simulator) within 5 s. Screenshots: artifacts/screenshots/<page>-<width>.
+Its own module-scoped stack (simulator, engine, panel): the store's active model is the default
+model with its long threshold at 0.001 (uploaded and activated like an operator would), so it
+signals long at every bar close and positions, fills and round trips exist within a minute or two;
+a shadow model runs beside it, and the shipped default it replaced is checked in the background.
+Per page and width: every card shows data, no raw JSON or bare quoted hash is visible, nothing
+reaches past the viewport, the page never scrolls sideways, and on a phone no table needs sideways
+scrolling either. The Models page shows every model's inputs and validation figures and the
+shadow's agreement chart; prices and quantities follow each symbol's tick and step, money has two
+decimals. The status line names an injected blocking condition (a pause from the Mode page, a
+stalled simulator) within 5 s. Screenshots: artifacts/screenshots/<page>-<width>.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import Any
 import pytest
 
 from app import contract, ctl
+from app.admin.numbers import places_of
 from tests.handlers import call_engine
 from tests.integration.engineproc import appliance, spawn, status, stop, wait_for
 from tests.simproc import running_sim
@@ -56,39 +62,44 @@ def trading_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     """Simulator, an engine whose model always signals long, and the panel (password set)."""
     root = tmp_path_factory.mktemp("trading")
     data = root / "data"
-    always = _model_variant(
-        root,
-        "always-long",
-        long_threshold="0.001",
-        short_threshold="0.0",
-        model_version="always-long-test",
-    )
-    cfg = root / "appliance.toml"
-    cfg.write_text(f'[model]\npath = "{always}"\n')
     log = root / "engine.log"
     with running_sim("--seed", "11", "--funding-interval-s", "60") as sim:
         urls = ("--rest-url", sim.rest_url, "--ws-url", sim.ws_url)
-        engine = spawn([*appliance(data), "--config", str(cfg), "engine", *urls], log)
+        engine = spawn([*appliance(data), "engine", *urls], log)
         try:
             wait_for("the control socket", lambda: status(data), 30, engine, log)
             set_password(data)
             with running_panel(data, log=root / "panel.log") as panel:
                 stack = {"sim": sim, "engine": engine, "panel": panel, "data": data, "root": root}
-                _start_shadow(stack)
+                _install_models(stack)
                 yield stack
         finally:
             stop(engine)
 
 
-def _start_shadow(stack: dict[str, Any]) -> None:
-    sock = stack["data"] / "control.sock"
-    shadow = _model_variant(stack["root"], "shadow", model_version="shadow-pages-test")
-    args = contract.PathArgs(path=str(shadow), name=shadow.name)
-    sha = call_engine(sock, contract.MODEL_ADD, args).added.sha256
-    call_engine(sock, contract.MODEL_SHADOW, contract.ShadowArgs(sha256=sha))
+def _add(stack: dict[str, Any], name: str, **changes: str) -> str:
+    path = _model_variant(stack["root"], name, **changes)
+    args = contract.PathArgs(path=str(path), name=path.name)
+    return call_engine(_sock(stack), contract.MODEL_ADD, args).added.sha256
+
+
+def _install_models(stack: dict[str, Any]) -> None:
+    """The always-long model replaces the shipped default (which stays stored, unchecked until
+    the engine checks it in the background); a shadow runs beside it; a spare waits."""
+    sock = _sock(stack)
+    _wait(stack, "the default model", lambda: status(stack["data"])["trader"]["model"], 60)
+    always = _add(
+        stack,
+        "always-long",
+        long_threshold="0.001",
+        short_threshold="0.0",
+        model_version="always-long-test",
+    )
+    call_engine(sock, contract.MODEL_ACTIVATE, contract.ModelRef(sha256=always))
+    shadow = _add(stack, "shadow", model_version="shadow-pages-test")
+    call_engine(sock, contract.MODEL_SHADOW, contract.ShadowArgs(sha256=shadow))
     # A stored model with no role: its row offers activate, shadow and delete (with password).
-    spare = _model_variant(stack["root"], "spare", model_version="spare-pages-test")
-    call_engine(sock, contract.MODEL_ADD, contract.PathArgs(path=str(spare), name=spare.name))
+    _add(stack, "spare", model_version="spare-pages-test")
 
 
 def _sock(stack: dict[str, Any]) -> Path:
@@ -162,10 +173,18 @@ EMPTY_CARDS = """() => [...document.querySelectorAll('section.card')].filter(car
 }).map(card => card.getAttribute('aria-labelledby') || card.id || 'card')"""
 
 
+# Table wrappers whose content is wider than they are (the reader would scroll inside them).
+SCROLLED = """() => [...document.querySelectorAll('.scroll')]
+  .filter(el => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
+  .map(el => (el.querySelector('table') || el).id + ' ' + el.scrollWidth + '>' + el.clientWidth)"""
+
+
 def _check_layout(page: Any, width: int, where: str) -> None:
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     assert scroll_width <= width, (where, scroll_width)
     assert page.evaluate(OVERFLOWING, width) == [], where
+    # Key columns fit without sideways scrolling: detail columns go, or rows become cards.
+    assert page.evaluate(SCROLLED) == [], where
     text = page.locator("body").inner_text()
     assert not RAW_JSON.search(text), (where, RAW_JSON.search(text))
     assert not QUOTED_HASH.search(text), (where, QUOTED_HASH.search(text))
@@ -193,6 +212,106 @@ def test_round_trips_appear_after_the_engine_has_traded(
         table = list(csv.DictReader(io.StringIO(response.text())))
         assert any(r["reason"] == "kill" and r["closed_utc"] for r in table), table[:3]
         assert all(r["model_version"] == "always-long-test" for r in table)
+    finally:
+        page.context.close()
+
+
+def _decimals(text: str) -> int:
+    number = text.strip().removeprefix("qty").strip().lstrip("+-").replace(",", "")
+    assert re.fullmatch(r"\d+(\.\d+)?", number), text
+    return len(number.partition(".")[2])
+
+
+MONEY = re.compile(r"[+-]?\d{1,3}(,\d{3})*\.\d{2}")
+CELLS = "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+
+
+def test_numbers_follow_each_symbols_tick_and_step(
+    trading_stack: dict[str, Any], browser: Any
+) -> None:
+    """Prices to the symbol's tick, quantities to its step (as the engine reports them from the
+    exchange's rules), money to the cent: in fills, round trips and positions."""
+    # Runs after the round trips' test, which leaves a position open again.
+    _wait(trading_stack, "a position", lambda: status(trading_stack["data"])["positions"], 90)
+    rules = call_engine(_sock(trading_stack), contract.STATUS).rules
+    assert set(rules) == {"BTCUSDT", "ETHUSDT"}
+    ticks = {s: places_of(r.tick_size) for s, r in rules.items()}
+    steps = {s: places_of(r.step_size) for s, r in rules.items()}
+    assert ticks["BTCUSDT"] != 8 and steps["BTCUSDT"] != 8  # not the database's padding
+    panel: PanelHandle = trading_stack["panel"]
+    page = _page(browser, panel, 1280)
+    try:
+        page.goto(panel.base_url + "/pnl")
+        fills = page.eval_on_selector_all("#trades-table tbody tr", CELLS)
+        assert fills
+        for _, symbol, _, price, qty, fee, realised, _ in fills:
+            assert _decimals(price) == ticks[symbol], (symbol, price)
+            assert _decimals(qty) == steps[symbol], (symbol, qty)
+            assert MONEY.fullmatch(fee) and MONEY.fullmatch(realised), (fee, realised)
+        trips = page.eval_on_selector_all("#round-trips tbody tr", CELLS)
+        for _, symbol, _, qty, entry, exit_, _, _, pnl, _ in trips:
+            assert _decimals(qty) == steps[symbol] and _decimals(entry) == ticks[symbol]
+            assert exit_ == "—" or _decimals(exit_) == ticks[symbol], exit_
+            assert MONEY.fullmatch(pnl), pnl
+        totals = page.locator("#totals .value").all_inner_texts()
+        assert all(MONEY.fullmatch(t) for t in totals if not t.endswith("%")), totals
+        page.goto(panel.base_url + "/")
+        page.locator("#positions tbody tr").first.wait_for()
+        for symbol, _, qty, entry, mark, upnl in page.eval_on_selector_all(
+            "#positions tbody tr", CELLS
+        ):
+            assert _decimals(qty) == steps[symbol] and _decimals(entry) == ticks[symbol]
+            assert _decimals(mark) == ticks[symbol] and MONEY.fullmatch(upnl), (mark, upnl)
+        assert MONEY.fullmatch(page.locator("#equity").inner_text())
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_models_show_inputs_validation_and_agreement(
+    trading_stack: dict[str, Any], browser: Any, width: int
+) -> None:
+    panel: PanelHandle = trading_stack["panel"]
+    page = _page(browser, panel, width)
+    try:
+        page.goto(panel.base_url + "/models")
+        # The shipped default was stored unchecked: the engine checks it in the background and
+        # the table refreshes itself until every row has its verdict.
+        page.locator("#models-table .check-pending").first.wait_for(
+            state="detached", timeout=90_000
+        )
+        rows = page.locator("#models-table tbody tr")
+        assert rows.count() == 4
+        for text in rows.all_inner_texts():
+            assert re.search(r"10 features over the last \d+ bars of 1 s", text), text
+            assert re.search(r"long at p ≥ [\d.]+, short at p ≤ [\d.]+", text), text
+            assert re.search(r"\bpassed\b", text), text
+            assert re.search(r"\d+ golden cases reproduced \(within [\d.e-]+\)", text), text
+            assert re.search(r"\d+ (µs|ms) per decision \(limit [\d.]+ (µs|ms)\)", text), text
+            assert re.search(r"\d+\.\d KiB", text), text  # the size, with its unit
+        roles = page.locator("#models-table .role").all_inner_texts()
+        assert sorted(roles) == ["previous", "shadow", "stored", "trading"], roles
+        active = page.locator("#models-table tr.role-active")
+        assert "always-long-test" in active.inner_text()
+        active.locator("summary").click()
+        assert "rsi_14" in active.locator(".feature-list").inner_text()
+        # The shadow beside the active model: how often they agree, in words and as a chart.
+        agreement = page.locator("#agreement", has_text="Same call on")
+        agreement.wait_for(timeout=60_000)
+        assert re.search(r"Same call on [\d,]+ of [\d,]+ bars \(\d+ %\)", agreement.inner_text())
+        figure = page.locator("#agreement-chart")
+        page.wait_for_function(
+            "() => Number(document.querySelector('#agreement-chart').dataset.points) >= 1"
+        )
+        drawn = figure.locator(".chart-narrow svg" if width < 600 else ".chart-wide svg")
+        assert drawn.is_visible()
+        assert drawn.locator("polyline").count() == 1
+        labels = drawn.text_content() or ""
+        assert "100 %" in labels and "0 %" in labels
+        rows_cmp = page.locator("#shadow-compare tbody tr").all_inner_texts()
+        assert "always-long-test" in rows_cmp[0] and "shadow-pages-test" in rows_cmp[1]
+        _check_layout(page, width, f"/models (details) at {width}")
+        shot(page, f"models-detail-{width}")
     finally:
         page.context.close()
 

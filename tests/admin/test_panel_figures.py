@@ -1,5 +1,5 @@
-"""Round trips, the status line, number formats, charts and the runner's trade log, without a
-browser or an engine."""
+"""Round trips, the status line, number formats, charts, the Models page's sentences and the
+runner's trade log, without a browser or an engine."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from app import contract
-from app.admin import charts, roundtrips
+from app.admin import charts, modelview, roundtrips
+from app.admin.browsers import browser_name
+from app.admin.numbers import fmt_number, num_filter, places_of
 from app.admin.render import fmt_action, fmt_bytes, fmt_duration, fmt_price, fmt_qty, fmt_us
 from app.admin.roundtrips import Fill, Funding
 from app.admin.statusline import status_line
@@ -213,3 +216,206 @@ def test_the_runner_logs_decisions_fills_and_breakers(tmp_path: Path) -> None:
     ]
     assert trade_log.poll() == []
     conn.close()
+
+
+# -- numbers to the exchange's grid (app/admin/numbers.py) ----------------------------------------
+
+BTC = contract.SymbolRules(tick_size=D("0.10"), step_size=D("0.001"))
+DOGE = contract.SymbolRules(tick_size=D("0.000010"), step_size=D("1"))
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "rules", "text"),
+    [
+        ("43123.1", "price", BTC, "43,123.1"),  # the tick is 0.10: one decimal, as Binance shows
+        ("43123.15", "price", BTC, "43,123.2"),  # an average entry, rounded to the tick
+        (D("0.015000"), "qty", BTC, "0.015"),
+        ("2", "qty", BTC, "2.000"),
+        ("0.16234", "price", DOGE, "0.16234"),
+        ("1500", "qty", DOGE, "1,500"),
+        ("43123.10000000", "price", None, "43,123.10"),  # no grid known: the digits it carries
+        ("0.00123400", "qty", None, "0.001234"),
+        ("10012.345", "money", None, "10,012.35"),
+        ("0.258012345", "money", BTC, "0.26"),  # fees to the cent, whatever the symbol
+        ("12.3", "pnl", None, "+12.30"),
+        ("-0.004", "pnl", None, "0.00"),  # rounds to zero: neither a gain nor a loss
+        ("-1.5", "pnl", None, "-1.50"),
+        (None, "price", BTC, "—"),
+        ("not a number", "money", None, "—"),
+        ("NaN", "money", None, "—"),
+    ],
+)
+def test_one_formatter_for_prices_quantities_and_money(
+    value: object, kind: str, rules: contract.SymbolRules | None, text: str
+) -> None:
+    assert fmt_number(value, kind, rules) == text  # type: ignore[arg-type]
+
+
+def test_grid_places() -> None:
+    assert [places_of(D(s)) for s in ("0.10", "0.001", "1", "10", "0.000010")] == [1, 3, 0, 0, 5]
+    with pytest.raises(ValueError, match="unknown number kind"):
+        fmt_number(1, "volume")  # type: ignore[arg-type]
+
+
+def test_the_num_filter_reads_the_rules_the_engine_reports() -> None:
+    env = jinja2.Environment(autoescape=True)
+    env.filters["num"] = num_filter
+    tpl = env.from_string('{{ p|num("price", sym) }} {{ q|num("qty", sym) }} {{ m|num("pnl") }}')
+    engine = Reply(True, status(rules={"BTCUSDT": BTC}))
+    out = tpl.render(engine=engine, sym="btcusdt", p="65976.2", q="0.0150", m="1.234")
+    assert out == "65,976.2 0.015 +1.23"
+    # The engine down: no grid, the value's own digits.
+    down = Reply(False, None, "engine not running", reachable=False)
+    assert tpl.render(engine=down, sym="BTCUSDT", p="65976.2", q="0.0150", m="1") == (
+        "65,976.20 0.015 +1.00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("agent", "name"),
+    [
+        (
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "HeadlessChrome/131.0.0.0 Safari/537.36",
+            "Chrome (headless) 131 on Linux",
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            "Safari 17 on iOS",
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+            "Edge 120 on Windows",
+        ),
+        (
+            "Mozilla/5.0 (Android 14; Mobile; rv:128.0) Gecko/128.0 Firefox/128.0",
+            "Firefox 128 on Android",
+        ),
+        ("python-httpx/0.27.0", "unknown browser"),
+    ],
+)
+def test_browsers_by_name_never_the_raw_header(agent: str, name: str) -> None:
+    assert browser_name(agent) == name
+
+
+# -- the Models page (app/admin/modelview.py) -----------------------------------------------------
+
+METRICS = '{"test": {"auc": 0.4007, "accuracy": 0.4166, "n": 4554}}'
+
+
+def stored(validation: contract.Validation | None, role: str = "") -> contract.StoredModel:
+    return contract.StoredModel(
+        sha256="ab" * 32,
+        bytes=16_141,
+        model_version="m2",
+        added_ts_ns=5,
+        source="m2.onnx",
+        role=role,  # type: ignore[arg-type]
+        previous=False,
+        validation=validation,
+    )
+
+
+def info(**changes: object) -> contract.ModelInfo:
+    base: dict[str, object] = dict(
+        sha256="ab" * 32,
+        model_version="m2",
+        path="/data/models/x.onnx",
+        features=["logret_1", "rsi_14"],
+        window=16,
+        bar_interval_s=1.0,
+        output="prob_up",
+        long_threshold=0.55,
+        short_threshold=0.45,
+        horizon_bars=120,
+        symbols=[],
+        metrics=METRICS,
+        golden_cases=4,
+        golden_tolerance=0.0001,
+    )
+    base.update(changes)
+    return contract.ModelInfo(**base)  # type: ignore[arg-type]
+
+
+def test_a_checked_model_in_words() -> None:
+    v = contract.Validation(
+        ok=True, problems=[], model=info(), latency_us=30.95, baseline_us=31.2, budget_us=623.9
+    )
+    row = modelview.model_row(stored(v, "active"), None)
+    assert (row.role, row.check, row.short) == ("active", "passed", "ab" * 6)
+    assert row.features == ["logret_1", "rsi_14"]
+    assert row.inputs == "2 features over the last 16 bars of 1 s"
+    assert row.signals == "long at p ≥ 0.55, short at p ≤ 0.45; predicts 120 bars ahead"
+    assert row.golden == "4 golden cases reproduced (within 0.0001)"
+    assert row.latency == "31 µs per decision (limit 624 µs)"
+    assert row.quality == "41.7 % of directions right, AUC 0.40 over 4,554 held-out bars"
+
+
+def test_unchecked_refused_and_previous_models() -> None:
+    pending = modelview.model_row(stored(None), "ab" * 32)
+    assert (pending.role, pending.check, pending.inputs, pending.latency) == (
+        "previous",
+        "pending",
+        "",
+        "",
+    )
+    slow = contract.Validation(
+        ok=False,
+        problems=["too slow: median inference 900.0 us > budget 600.0 us"],
+        model=info(metrics={"train": {}}),
+        latency_us=900.0,
+        budget_us=600.0,
+    )
+    row = modelview.model_row(stored(slow), None)
+    assert (row.role, row.check) == ("stored", "refused")
+    assert row.problems == slow.problems and row.quality == ""
+    assert row.golden.startswith("4 golden cases reproduced")  # it failed on time, not on them
+    assert modelview.quality_text("not json") == "" and modelview.quality_text(None) == ""
+
+
+def listing(run: contract.ShadowRun, points: list[contract.AgreementPoint]) -> contract.ModelList:
+    return contract.ModelList(
+        active="a", shadow="b", rollback_to=None, models=[], shadow_run=run, agreement=points
+    )
+
+
+def test_the_agreement_in_words_and_as_a_chart() -> None:
+    assert modelview.comparison(listing(contract.ShadowRun(running=False), [])) is None
+    run = contract.ShadowRun(
+        running=True, compared=162, agreed=44, signalled=160, signalled_agreed=42
+    )
+    points = [
+        contract.AgreementPoint(ts_ns=60 * S, compared=100, agreed=20),
+        contract.AgreementPoint(ts_ns=120 * S, compared=0, agreed=0),  # nothing to plot
+        contract.AgreementPoint(ts_ns=180 * S, compared=62, agreed=24),
+    ]
+    cmp = modelview.comparison(listing(run, points))
+    assert cmp is not None
+    assert cmp.agreement == "Same call on 44 of 162 bars (27 %)"
+    assert cmp.when_signalled == "When either signalled: the same call on 42 of 160 (26 %)"
+    assert cmp.points == 2
+    svg = str(cmp.chart)
+    assert svg.count("<svg") == 2  # a laptop's and a phone's
+    assert ">100 %</text>" in svg and ">0 %</text>" in svg
+    fresh = modelview.comparison(listing(contract.ShadowRun(running=True), []))
+    assert fresh is not None and "No bar both models decided on yet" in fresh.agreement
+    assert "no data yet" in str(fresh.chart)
+
+
+def test_a_single_point_is_a_dot_and_narrow_charts_fit_a_phone() -> None:
+    one = str(charts.line_chart("x", [(S, D(5))], width=charts.NARROW))
+    assert '<circle class="dot"' in one and f'viewBox="0 0 {charts.NARROW} ' in one
+    both = str(charts.both_widths(lambda w: charts.bar_chart("d", [("12-04", D(1))], width=w)))
+    assert 'class="chart-wide"' in both and 'class="chart-narrow"' in both
+
+
+def test_a_stop_of_the_engine_breaks_the_line() -> None:
+    minute = 60 * S
+    steady = [(i * minute, D(100 + i)) for i in range(5)]
+    resumed = [(3600 * S + i * minute, D(90 + i)) for i in range(4)]
+    assert charts.gaps([ts for ts, _ in steady + resumed]) == [5]
+    svg = str(charts.line_chart("Equity", steady + resumed))
+    assert svg.count("<polyline") == 2
+    assert str(charts.line_chart("Equity", steady)).count("<polyline") == 1

@@ -88,6 +88,37 @@ def test_throttle_counts_an_attempt_before_its_check(cfg: AdminConfig, pdb: Pane
     assert throttle.attempt(session_key("ab" * 32)).granted
 
 
+def test_throttle_refusal_says_exactly_how_long_to_wait(cfg: AdminConfig, pdb: PanelDb) -> None:
+    """The Retry-After a locked-out operator sees is the time left, not the whole delay."""
+    clock = ManualClock()
+    throttle = Throttle(cfg, pdb, clock)
+    claims = [throttle.attempt("10.0.0.1") for _ in range(cfg.throttle_free_attempts)]
+    assert claims[-1].delay_s == cfg.throttle_base_delay_s == 1.0
+    clock.advance(0.25)
+    refused = throttle.attempt("10.0.0.1")
+    assert not refused.granted
+    assert refused.wait_s == 0.75
+    assert throttle.wait_s("10.0.0.1") == 0.75
+
+
+def test_throttle_forgets_failures_after_exactly_the_quiet_period(
+    cfg: AdminConfig, pdb: PanelDb
+) -> None:
+    """Failures are remembered for ``throttle_forget_after_s`` after the last attempt (not after
+    the end of its delay), and forgotten from that instant on."""
+    clock = ManualClock()
+    throttle = Throttle(cfg, pdb, clock)
+    start = clock.now_ns
+    for key in ("early", "on-time"):
+        for _ in range(cfg.throttle_free_attempts):
+            throttle.attempt(key)  # the last of these imposes a delay of 1 s
+    forget_ns = int(cfg.throttle_forget_after_s * 1_000_000_000)
+    clock.now_ns = start + forget_ns - 1
+    assert throttle.attempt("early").delay_s == 2.0  # still counted: the next delay doubles
+    clock.now_ns = start + forget_ns
+    assert throttle.attempt("on-time").delay_s == 0.0  # a quiet hour: it starts over
+
+
 class _SlowContext:
     """A stand-in for passlib's context that records how many checks overlap."""
 

@@ -291,6 +291,7 @@ def test_every_contract_spec_is_well_formed() -> None:
         contract.BACKUP,
         contract.MODEL_VALIDATE,
         contract.MODEL_ADD,
+        contract.BACKUP_IMPORT,
         contract.BACKUP_RESTORE,
     ]
 

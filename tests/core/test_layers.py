@@ -21,6 +21,7 @@ FORBIDDEN: dict[str, set[str]] = {
         "app.store",
         "app.sim",
         "app.admin",
+        "app.node",
     },
     "app.contract": {"app.engine", "app.live", "app.models", "app.store", "app.sim", "app.admin"},
     "app.store": {"app.engine", "app.live", "app.models", "app.sim", "app.admin", "app.node"},

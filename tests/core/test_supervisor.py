@@ -8,6 +8,7 @@ import pytest
 
 from app.clock import SystemClock
 from app.engine.supervisor import Supervisor
+from app.errors import ControlError
 
 
 async def test_a_task_that_raises_is_restarted() -> None:
@@ -82,7 +83,11 @@ async def test_jobs_have_ids_and_outcomes() -> None:
     async def fails() -> None:
         raise OSError("disk gone")
 
+    async def refuses() -> None:
+        raise ControlError("archive.tar.zst is truncated")
+
     ok_id, bad_id = sup.start_job("backup", work), sup.start_job("backup", fails)
+    refused_id = sup.start_job("backup.import", refuses)
     assert ok_id != bad_id and ok_id.startswith("backup-")
     await asyncio.sleep(0.01)
     assert sup.job(ok_id).state == "running"  # type: ignore[union-attr]
@@ -91,5 +96,7 @@ async def test_jobs_have_ids_and_outcomes() -> None:
     done, failed = sup.job(ok_id), sup.job(bad_id)
     assert done is not None and (done.state, done.result) == ("done", 42)
     assert failed is not None and (failed.state, failed.error) == ("failed", "OSError: disk gone")
+    refused = sup.job(refused_id)  # a planned refusal reads as its message, for a person
+    assert refused is not None and refused.error == "archive.tar.zst is truncated"
     assert sup.job("nope") is None
     await sup.stop()

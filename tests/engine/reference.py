@@ -6,8 +6,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from app.binance.public import DepthSnapshot
 from app.engine.decode import decode_depth_snapshot
-from app.engine.events import DepthSnapshot
 from tests.paths import REFERENCE
 
 STREAMS = REFERENCE / "binance" / "streams"

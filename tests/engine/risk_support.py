@@ -14,13 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from app.binance.filters import SymbolFilters, parse_symbol_filters
 from app.clock import ManualClock
 from app.engine.book import DiffDepthSync, OrderBook
 from app.engine.decode import decode_frame
 from app.engine.events import AggTrade, DepthUpdate, Event, Level, MarkPriceUpdate
 from app.engine.orders import ClientOrderIds, Side
 from app.engine.portfolio import AccountSnapshot, Portfolio
-from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.risk import Intent, RiskConfig, RiskContext, RiskGate
 from app.store import db, schema
 from tests.engine.reference import MARKET, recorded_frames, recorded_snapshots

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from app.binance.public import DepthSnapshot
 from app.engine.book import DiffDepthSync, OrderBook, from_scaled, to_scaled
 from app.engine.decode import decode_frame
-from app.engine.events import BookTicker, DepthSnapshot, DepthUpdate, Level
+from app.engine.events import BookTicker, DepthUpdate, Level
 from app.errors import BookGapError, SnapshotError
 from tests.engine.reference import recorded_frames, recorded_snapshots
 

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import json
 
+from app.binance.public import DepthSnapshot
 from app.clock import SystemClock
 from app.config import ExchangeConfig, FeedConfig
-from app.engine.events import DepthSnapshot, DepthUpdate, Level
+from app.engine.events import DepthUpdate, Level
 from app.engine.market_data import MarketData
 from app.errors import ExchangeApiError
 from tests.engine.reference import recorded_frames, recorded_snapshots

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from app.binance.filters import SymbolFilters
 from app.clock import ManualClock
 from app.engine.book import DiffDepthSync, OrderBook
 from app.engine.events import AggTrade, DepthUpdate, Level
@@ -33,11 +34,10 @@ from app.engine.paper import (
     ExecutionReport,
     PaperConfig,
     PaperExchange,
-    PaperJournal,
+    PaperLedger,
     kill_switch,
 )
 from app.engine.portfolio import Portfolio, equity_series, load_positions
-from app.engine.rest import SymbolFilters
 from app.engine.risk import (
     Approved,
     RiskConfig,
@@ -100,14 +100,14 @@ def _env(
     on_event, on_state = persisting(direct(conn), clock)
     g = gate(clock, cfg, on_event=on_event, on_state=on_state)
     portfolio = Portfolio(D(10_000))
-    journal = PaperJournal(direct(conn), portfolio, g)
+    ledger = PaperLedger(direct(conn), portfolio, g)
     exchange = PaperExchange(
         PaperConfig(latency_ms=50, equity_interval_s=5.0),
         clock,
         g,
         portfolio,
         filters if filters is not None else reference_filters(),
-        journal,
+        ledger,
     )
     return Env(clock, conn, g, portfolio, exchange)
 

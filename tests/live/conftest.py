@@ -1,5 +1,5 @@
 """Live-side fixtures: a simulator with alphanumeric keys (as Binance issues them), a client, a
-journal in tmp_path, a gate, and helpers that wait for the simulator's state (bounded)."""
+ledger in tmp_path, a gate, and helpers that wait for the simulator's state (bounded)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
+from app.binance.filters import SymbolFilters, parse_symbol_filters
+from app.binance.signed import SignedRest
+from app.binance.signing import Credentials
 from app.clock import SystemClock
 from app.config import LiveConfig, RiskConfig
 from app.engine.orders import ClientOrderIds, Order, Side, round_price
 from app.engine.portfolio import Portfolio
-from app.engine.rest import SymbolFilters, parse_symbol_filters
 from app.engine.risk import Approved, Intent, RiskContext, RiskGate
-from app.live.client import RestExchange
-from app.live.journal import OrderJournal
-from app.live.signing import Credentials
+from app.live.ledger import OrderLedger
 from tests.simproc import SimHandle, running_sim
 
 KEY = "livetestkey0123456789"
@@ -55,16 +55,16 @@ def clock() -> SystemClock:
 
 
 @pytest.fixture
-async def client(live_sim: SimHandle, clock: SystemClock) -> AsyncIterator[RestExchange]:
-    c = RestExchange(live_sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
+async def client(live_sim: SimHandle, clock: SystemClock) -> AsyncIterator[SignedRest]:
+    c = SignedRest(live_sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
     await c.sync_time()
     yield c
     await c.aclose()
 
 
 @pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[OrderJournal]:
-    j = OrderJournal(tmp_path / "orders.db")
+async def ledger(tmp_path: Path) -> AsyncIterator[OrderLedger]:
+    j = OrderLedger(tmp_path / "orders.db")
     yield j
     j.close()
 
@@ -74,11 +74,11 @@ def gate(clock: SystemClock) -> RiskGate:
     return RiskGate(RISK, clock, ClientOrderIds(1))
 
 
-async def filters_of(client: RestExchange) -> dict[str, SymbolFilters]:
+async def filters_of(client: SignedRest) -> dict[str, SymbolFilters]:
     return parse_symbol_filters(await client.exchange_info())
 
 
-async def mark_price(client: RestExchange, symbol: str = SYMBOL) -> Decimal:
+async def mark_price(client: SignedRest, symbol: str = SYMBOL) -> Decimal:
     for row in await client.position_risk():
         if row["symbol"] == symbol:
             return Decimal(str(row["markPrice"]))

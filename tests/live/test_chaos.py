@@ -1,4 +1,4 @@
-"""kill -9 between sending an order and journalling its answer; the restart finds it, sends no
+"""kill -9 between sending an order and recording its answer; the restart finds it, sends no
 second order, protects the position, and trades again only after reconciliation."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_kill_9_after_send_then_restart_finds_the_order_and_sends_no_second(
     events = [o["event"] for o in out]
     assert events == ["restored", "preflight", "live", "sending"]
     client_id = out[-1]["client_id"]
-    # The exchange has the order (filled); the journal has only its intent.
+    # The exchange has the order (filled); the ledger has only its intent.
     assert len({f["orderId"] for f in sim_fills(live_sim, client_id)}) == 1
     open_before = live_sim.stats()["rate_limits"]["clients"]["127.0.0.1"]["orders_1m"]
 
@@ -66,13 +66,13 @@ def test_kill_9_after_send_then_restart_finds_the_order_and_sends_no_second(
     assert len({f["orderId"] for f in sim_fills(live_sim, client_id)}) == 1
     orders_after = live_sim.stats()["rate_limits"]["clients"]["127.0.0.1"]["orders_1m"]
     assert orders_after - open_before in (2, 2 - open_before)  # same minute, or a new one
-    rows = _journal_rows(tmp_path)
+    rows = _ledger_rows(tmp_path)
     assert rows[client_id]["stage"] == "done" and rows[client_id]["status"] == "FILLED"
     assert rows[f"{client_id}-sl"]["stage"] == "open"
     assert rows[f"{client_id}-tp"]["stage"] == "open"
 
 
-def _journal_rows(data_dir: Path) -> dict[str, dict[str, Any]]:
+def _ledger_rows(data_dir: Path) -> dict[str, dict[str, Any]]:
     import sqlite3
 
     conn = sqlite3.connect(data_dir / "orders.db")

@@ -136,7 +136,7 @@ async def test_live_needs_keys_preflight_and_confirmation(
             await _call(commands, "keys.set", api_key=KEY, api_secret=SECRET)
     finally:
         await live.close()
-        live.journal.close()
+        live.ledger.close()
 
 
 def test_keys_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ async def test_paper_with_flatten_cancels_and_closes_on_the_exchange(
         assert Decimal(rows[0]["positionAmt"]) == 0
     finally:
         raw.close()
-        live.journal.close()
+        live.ledger.close()
 
 
 async def test_live_restart_comes_back_halted_until_reconciled(
@@ -192,8 +192,8 @@ async def test_live_restart_comes_back_halted_until_reconciled(
     assert first.session is not None
     price = await mark_price(first.session.client)
     await first.close()  # the engine stops (as after a crash: nothing switched back)
-    first.journal.close()
-    # While it is down, someone places an order by hand: not in our journal.
+    first.ledger.close()
+    # While it is down, someone places an order by hand: not in our ledger.
     raw = Signed(live_sim.rest_url, KEY, SECRET)
     try:
         limit = (price * Decimal("0.5")).quantize(Decimal("0.1"))
@@ -222,13 +222,13 @@ async def test_live_restart_comes_back_halted_until_reconciled(
         adopted = await _call(live_commands(second), "live.reconcile", policy="adopt")
         assert adopted["ok"] is True
         assert not _halted(second)
-        assert await second.journal.open_discrepancies() == []
+        assert await second.ledger.open_discrepancies() == []
         assert second.session is not None
         fresh = entry(gate2, second.filters, await mark_price(second.session.client), "0.010")
         assert (await venue.place(fresh)).status is OrderStatus.FILLED
     finally:
         await second.close()
-        second.journal.close()
+        second.ledger.close()
 
 
 async def test_stop_fires_while_stopped_and_restart_recovers_fill_and_fee(
@@ -254,9 +254,9 @@ async def test_stop_fires_while_stopped_and_restart_recovers_fill_and_fee(
     await first.close()
     stop_id = f"{order.client_id}-sl"
     # The stop may fire in the moment before the first controller has closed its user-data
-    # stream: what it journalled then is not the restart's to recover.
-    seen = {int(f["trade_id"]) for f in await first.journal.fills() if f["client_id"] == stop_id}
-    first.journal.close()
+    # stream: what it recorded then is not the restart's to recover.
+    seen = {int(f["trade_id"]) for f in await first.ledger.fills() if f["client_id"] == stop_id}
+    first.ledger.close()
 
     async def stopped_out() -> bool:
         return bool(sim_fills(live_sim, stop_id))
@@ -269,13 +269,13 @@ async def test_stop_fires_while_stopped_and_restart_recovers_fill_and_fee(
         assert report is not None and report.ok, report
         assert not second.halted
         assert report.recovered_fills == len([f for f in stop_fills if int(f["id"]) not in seen])
-        journalled = {int(f["trade_id"]): f for f in await second.journal.fills()}
+        recorded = {int(f["trade_id"]): f for f in await second.ledger.fills()}
         for f in stop_fills:
-            row = journalled[int(f["id"])]
+            row = recorded[int(f["id"])]
             assert row["client_id"] == stop_id
             assert int(f["id"]) in seen or row["source"] == "userTrades"
             assert Decimal(row["commission"]) == Decimal(f["commission"]) > 0
-        income = await second.journal.income()
+        income = await second.ledger.income()
         stop_trades = {int(f["id"]) for f in stop_fills}
         fee_rows = [
             i for i in income
@@ -284,7 +284,7 @@ async def test_stop_fires_while_stopped_and_restart_recovers_fill_and_fee(
         assert sum(Decimal(i["amount"]) for i in fee_rows) == -sum(
             Decimal(f["commission"]) for f in stop_fills
         )
-        stop_row = await second.journal.order(stop_id)
+        stop_row = await second.ledger.order(stop_id)
         assert stop_row is not None and stop_row["status"] == "FILLED"
         # Flat again: the take-profit that survived is cancelled.
         assert second.session is not None
@@ -292,7 +292,7 @@ async def test_stop_fires_while_stopped_and_restart_recovers_fill_and_fee(
         assert venue_qty(second) == 0
     finally:
         await second.close()
-        second.journal.close()
+        second.ledger.close()
 
 
 def _halted(live: LiveController) -> bool:
@@ -333,7 +333,7 @@ async def test_paper_with_keep_leaves_the_protected_position_and_kill_flattens(
     finally:
         raw.close()
         await live.close()
-        live.journal.close()
+        live.ledger.close()
 
 
 @pytest.fixture
@@ -396,7 +396,7 @@ async def test_live_keeps_its_own_breakers_from_the_wallet_across_a_restart(
         assert await live_entry(first, gate) is RejectCode.DAILY_LOSS
     finally:
         await first.close()  # the engine stops while live
-        first.journal.close()
+        first.ledger.close()
 
     gate = engine_gate(2)
     second = controller(gate, 2)
@@ -410,7 +410,7 @@ async def test_live_keeps_its_own_breakers_from_the_wallet_across_a_restart(
         assert gate.blocked(clock.time_ns()) is None
     finally:
         await second.close()
-        second.journal.close()
+        second.ledger.close()
         conn.close()
 
 

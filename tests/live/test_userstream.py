@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import pytest
 
+from app.binance.signed import SignedRest
+from app.binance.signing import Credentials
 from app.clock import SystemClock
 from app.engine.risk import RiskGate
-from app.live.client import RestExchange
-from app.live.journal import OrderJournal
-from app.live.signing import Credentials
+from app.live.ledger import OrderLedger
 from app.live.userstream import UserStream
 from app.live.venue import LiveVenue
 from tests.live.conftest import (
@@ -53,7 +53,7 @@ async def _running(stream: UserStream) -> AsyncIterator[asyncio.Task[None]]:
 async def test_keepalive_keeps_the_listen_key_alive(
     short_key_sim: SimHandle, clock: SystemClock
 ) -> None:
-    client = RestExchange(short_key_sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
+    client = SignedRest(short_key_sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
     events: list[dict[str, object]] = []
 
     async def on_event(doc: dict[str, object]) -> None:
@@ -79,14 +79,14 @@ async def test_keepalive_keeps_the_listen_key_alive(
 
 async def test_dropped_stream_is_reestablished_with_no_lost_fill(
     live_sim: SimHandle,
-    client: RestExchange,
-    journal: OrderJournal,
+    client: SignedRest,
+    ledger: OrderLedger,
     gate: RiskGate,
     clock: SystemClock,
 ) -> None:
     filters = await filters_of(client)
     cfg = replace(FAST, keepalive_s=60.0)
-    venue = LiveVenue(client, journal, gate, clock, filters, cfg, (SYMBOL,))
+    venue = LiveVenue(client, ledger, gate, clock, filters, cfg, (SYMBOL,))
     venue.release()
 
     async def connected() -> None:
@@ -110,8 +110,8 @@ async def test_dropped_stream_is_reestablished_with_no_lost_fill(
         await venue.place(exit_order)
         missed = {f["id"] for f in sim_fills(live_sim, exit_order.client_id)}
         assert missed
-        journalled = {int(f["trade_id"]) for f in await journal.fills()}
-        assert not missed & journalled
+        recorded = {int(f["trade_id"]) for f in await ledger.fills()}
+        assert not missed & recorded
         connects = stream.connects
         live_sim.set_faults(drop_user_stream=False)
 
@@ -120,7 +120,7 @@ async def test_dropped_stream_is_reestablished_with_no_lost_fill(
 
         await eventually(back, 15, "stream re-established")
         sim_ids = {int(f["id"]) for f in sim_fills(live_sim)}
-        rows = await journal.fills()
+        rows = await ledger.fills()
         assert {int(f["trade_id"]) for f in rows} == sim_ids
         recovered = [f for f in rows if int(f["trade_id"]) in missed]
         assert {f["source"] for f in recovered} == {"userTrades"}

@@ -1,4 +1,4 @@
-"""The live order path: write-ahead journal, exchange refusals as risk events, unknown states
+"""The live order path: write-ahead ledger, exchange refusals as risk events, unknown states
 resolved by query with no duplicate, protective stops on the exchange."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from app.binance.signed import SignedRest
+from app.binance.signing import Credentials
+from app.binance.transport import Params
 from app.clock import SystemClock
 from app.config import LiveConfig
 from app.engine.orders import OrderStatus
 from app.engine.risk import RiskEvent, RiskGate, recent_risk_events, record_risk_event
-from app.live.client import Params, RestExchange
-from app.live.journal import OrderJournal
-from app.live.signing import Credentials
+from app.live.ledger import OrderLedger
 from app.live.venue import LiveVenue
 from app.store import schema
 from app.store.writer import DbWriter
@@ -24,8 +25,8 @@ from tests.simproc import SimHandle
 
 
 async def _venue(
-    client: RestExchange,
-    journal: OrderJournal,
+    client: SignedRest,
+    ledger: OrderLedger,
     gate: RiskGate,
     clock: SystemClock,
     cfg: LiveConfig = FAST,
@@ -33,7 +34,7 @@ async def _venue(
 ) -> LiveVenue:
     filters = await filters_of(client)
     venue = LiveVenue(
-        client, journal, gate, clock, filters, cfg, (SYMBOL,),
+        client, ledger, gate, clock, filters, cfg, (SYMBOL,),
         record_risk=(events.append if events is not None else lambda _: None),
     )  # fmt: skip
     venue.release()
@@ -48,7 +49,7 @@ class SeenAtRequest:
     row: dict[str, Any] | None
 
 
-class JournalWitnessExchange(RestExchange):
+class LedgerWitnessExchange(SignedRest):
     """The real REST client, plus a witness: when ``new_order`` is called it opens
     ``orders.db`` read-only (another connection, as a restart would) and notes the order's row
     before the request is sent."""
@@ -72,17 +73,17 @@ class JournalWitnessExchange(RestExchange):
 
 async def test_intent_is_committed_before_the_request_and_stops_follow_the_fill(
     live_sim: SimHandle,
-    client: RestExchange,
-    journal: OrderJournal,
+    client: SignedRest,
+    ledger: OrderLedger,
     gate: RiskGate,
     clock: SystemClock,
 ) -> None:
-    witness = JournalWitnessExchange(
-        journal.path, live_sim.rest_url, Credentials(KEY, SECRET), FAST, clock
+    witness = LedgerWitnessExchange(
+        ledger.path, live_sim.rest_url, Credentials(KEY, SECRET), FAST, clock
     )
     try:
         await witness.sync_time()
-        venue = await _venue(witness, journal, gate, clock)
+        venue = await _venue(witness, ledger, gate, clock)
         filters = await filters_of(client)
         order = entry(gate, filters, await mark_price(client), "0.010")
         assert order.client_id == "app-1-1"  # the gate's id space, sent as newClientOrderId
@@ -100,9 +101,9 @@ async def test_intent_is_committed_before_the_request_and_stops_follow_the_fill(
     assert first is not None
     assert (first["symbol"], first["side"], first["qty"]) == (SYMBOL, "BUY", "0.010")
     assert (first["reason"], first["stop_price"]) == ("model signal", str(order.stop_price))
-    kinds = [e["kind"] for e in await journal.events(order.client_id)]
+    kinds = [e["kind"] for e in await ledger.events(order.client_id)]
     assert kinds[0] == "intent" and "response" in kinds
-    row = await journal.order(order.client_id)
+    row = await ledger.order(order.client_id)
     assert row is not None and row["stage"] == "done" and row["reason"] == "model signal"
     assert row["model_version"] == "test" and row["qty"] == "0.010"
     # Protective exits rest on the exchange: reduce-only STOP_MARKET at the gate's stop and
@@ -118,8 +119,8 @@ async def test_intent_is_committed_before_the_request_and_stops_follow_the_fill(
 async def test_margin_and_filter_refusals_become_risk_events(
     tmp_path: Path,
     live_sim: SimHandle,
-    client: RestExchange,
-    journal: OrderJournal,
+    client: SignedRest,
+    ledger: OrderLedger,
     gate: RiskGate,
     clock: SystemClock,
 ) -> None:
@@ -130,7 +131,7 @@ async def test_margin_and_filter_refusals_become_risk_events(
 
     try:
         venue = LiveVenue(
-            client, journal, gate, clock, await filters_of(client), FAST, (SYMBOL,),
+            client, ledger, gate, clock, await filters_of(client), FAST, (SYMBOL,),
             record_risk=record,
         )  # fmt: skip
         venue.release()
@@ -154,14 +155,14 @@ async def test_margin_and_filter_refusals_become_risk_events(
         assert codes["exchange:-2019"].detail["client_id"] == big.client_id
         assert "notional" in codes["exchange:-4164"].message
         for o in (big, small):
-            row = await journal.order(o.client_id)
+            row = await ledger.order(o.client_id)
             assert row is not None and row["stage"] == "rejected"
         assert sim_fills(live_sim) == []
     finally:
         trading.close()
 
 
-async def _no_duplicate(sim: SimHandle, client: RestExchange, client_id: str) -> None:
+async def _no_duplicate(sim: SimHandle, client: SignedRest, client_id: str) -> None:
     fills = sim_fills(sim, client_id)
     assert fills, "the order should have filled"
     assert len({f["orderId"] for f in fills}) == 1  # one order at the exchange, not two
@@ -172,12 +173,12 @@ async def _no_duplicate(sim: SimHandle, client: RestExchange, client_id: str) ->
 
 async def test_503_unknown_is_resolved_by_query_without_a_duplicate(
     live_sim: SimHandle,
-    client: RestExchange,
-    journal: OrderJournal,
+    client: SignedRest,
+    ledger: OrderLedger,
     gate: RiskGate,
     clock: SystemClock,
 ) -> None:
-    venue = await _venue(client, journal, gate, clock)
+    venue = await _venue(client, ledger, gate, clock)
     order = entry(gate, await filters_of(client), await mark_price(client), "0.010")
     live_sim.set_faults(order_unknown_503=True)
     update = await venue.place(order)
@@ -185,23 +186,23 @@ async def test_503_unknown_is_resolved_by_query_without_a_duplicate(
     assert update.status is OrderStatus.FILLED
     assert venue.resent == 0
     assert venue.resolved_by_query == 3  # the entry and both protective exits
-    kinds = [e["kind"] for e in await journal.events(order.client_id)]
+    kinds = [e["kind"] for e in await ledger.events(order.client_id)]
     assert kinds[:3] == ["intent", "error", "query"]
     await _no_duplicate(live_sim, client, order.client_id)
 
 
 async def test_accepted_then_timeout_is_resolved_by_query_without_a_duplicate(
     live_sim: SimHandle,
-    client: RestExchange,
-    journal: OrderJournal,
+    client: SignedRest,
+    ledger: OrderLedger,
     gate: RiskGate,
     clock: SystemClock,
 ) -> None:
     cfg = LiveConfig(order_timeout_s=0.5)
-    slow = RestExchange(live_sim.rest_url, Credentials(KEY, SECRET), cfg, clock)
+    slow = SignedRest(live_sim.rest_url, Credentials(KEY, SECRET), cfg, clock)
     try:
         await slow.sync_time()
-        venue = await _venue(slow, journal, gate, clock, cfg)
+        venue = await _venue(slow, ledger, gate, clock, cfg)
         order = entry(gate, await filters_of(client), await mark_price(client), "0.010")
         live_sim.set_faults(order_timeout_s=3.0)
         update = await venue.place(order)
@@ -209,7 +210,7 @@ async def test_accepted_then_timeout_is_resolved_by_query_without_a_duplicate(
         assert update.status is OrderStatus.FILLED
         assert venue.resent == 0
         assert venue.resolved_by_query >= 1
-        events = await journal.events(order.client_id)
+        events = await ledger.events(order.client_id)
         assert [e["kind"] for e in events][:3] == ["intent", "error", "query"]
         assert "state unknown" in events[1]["body"]
         await _no_duplicate(live_sim, client, order.client_id)
@@ -218,25 +219,25 @@ async def test_accepted_then_timeout_is_resolved_by_query_without_a_duplicate(
 
 
 async def test_halted_venue_refuses_entries_but_not_exits(
-    client: RestExchange, journal: OrderJournal, gate: RiskGate, clock: SystemClock
+    client: SignedRest, ledger: OrderLedger, gate: RiskGate, clock: SystemClock
 ) -> None:
-    venue = await _venue(client, journal, gate, clock)
+    venue = await _venue(client, ledger, gate, clock)
     venue.halt("test")
     order = entry(gate, await filters_of(client), await mark_price(client), "0.010")
     update = venue.submit(order)
     assert update.status is OrderStatus.REJECTED and "halted" in update.reason
-    assert await journal.order(order.client_id) is None  # nothing sent, nothing journalled
+    assert await ledger.order(order.client_id) is None  # nothing sent, nothing recorded
     exit_order = gate.exit_order(SYMBOL, Decimal("0.010"), "exit:stop", clock.time_ns())
     assert exit_order is not None
     accepted = venue.submit(exit_order)
     assert accepted.status is OrderStatus.NEW
     await venue.drain()
-    row = await journal.order(exit_order.client_id)
+    row = await ledger.order(exit_order.client_id)
     # Reduce-only with no position: it went out, and the exchange refused it (-2022).
     assert row is not None
     assert (row["stage"], row["status"]) == ("rejected", "REJECTED")
     assert "-2022" in row["detail"]
-    assert [e["kind"] for e in await journal.events(exit_order.client_id)] == [
+    assert [e["kind"] for e in await ledger.events(exit_order.client_id)] == [
         "intent", "rejected"
     ]  # fmt: skip
 

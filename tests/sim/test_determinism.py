@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from app.sim.driver import make_markets
 from app.sim.frames import Frame
-from app.sim.live import make_markets
 from tests.sim.wsclient import collect
 from tests.simproc import running_sim
 

@@ -20,7 +20,8 @@ from app import contract
 from app.admin.paneldb import PANEL_MIGRATIONS
 from app.clock import ManualClock
 from app.engine.backups import BackupService, backup_commands
-from app.live.journal import MIGRATIONS as ORDER_MIGRATIONS
+from app.errors import ControlError
+from app.live.ledger import MIGRATIONS as ORDER_MIGRATIONS
 from app.store import archive, db, restore, schema, trading
 from app.store.archive import ArchiveError, Layout
 
@@ -334,5 +335,139 @@ def test_service_run_makes_the_daily_archive(data: Path) -> None:
             await task
 
     asyncio.run(once())
+    [made] = archive.list_archives(data / "backups")
+    assert made.label == "scheduled"
+
+
+def _other_appliance(tmp_path: Path) -> Path:
+    """An archive made on another board: its own state, its own backups."""
+    other = tmp_path / "other"
+    other.mkdir()
+    make_state(other)
+    return archive.create(Layout(other, other), TS).path
+
+
+@pytest.mark.parametrize("cut", [1, 4, 5, 200, "half"])
+def test_a_truncated_archive_is_refused_as_truncated(data: Path, cut: int | str) -> None:
+    """The streaming reader alone returns a short read for a cut-off end; the frame walk tells."""
+    path = archive.create(Layout(data, data), TS).path
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2 if cut == "half" else len(raw) - int(cut)])
+    _refused_and_nothing_changed(data, path, "is truncated: it ends inside")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "not an appliance backup .*: it is empty"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(600), "not an appliance backup .*: it is not zstd"),
+        (b"\x1f\x8b\x08\x00" + bytes(600), "it is not zstd-compressed"),  # a .tar.gz
+        (zstandard.ZstdCompressor().compress(b"hello" * 200), "no tar archive inside"),
+    ],
+    ids=["empty", "png", "gzip", "zstd-not-tar"],
+)
+def test_a_foreign_file_is_refused_as_not_a_backup(
+    data: Path, tmp_path: Path, body: bytes, message: str
+) -> None:
+    path = tmp_path / "appliance_20260101T000000Z.tar.zst"
+    path.write_bytes(body)
+    _refused_and_nothing_changed(data, path, message)
+
+
+def test_a_tar_without_a_manifest_is_refused(data: Path, tmp_path: Path) -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("trading.db")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    path = tmp_path / "other.tar.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(out.getvalue()))
+    _refused_and_nothing_changed(data, path, "not an appliance backup \\(no manifest first\\)")
+
+
+def test_bytes_after_the_end_are_refused_and_the_old_empty_last_frame_is_not(data: Path) -> None:
+    path = archive.create(Layout(data, data), TS).path
+    raw = path.read_bytes()
+    # Archives written before the writer made one frame ended with an empty second frame.
+    path.write_bytes(raw + zstandard.ZstdCompressor(write_checksum=True).compress(b""))
+    archive.verify(path, known=archive.SCHEMAS)
+    path.write_bytes(raw + b"\0\0\0\0junk")
+    _refused_and_nothing_changed(data, path, "is damaged: 8 bytes after its end")
+    path.write_bytes(raw + zstandard.ZstdCompressor().compress(b"more"))
+    _refused_and_nothing_changed(data, path, "is damaged: it holds data after its archive")
+
+
+def test_adopt_lists_an_archive_from_elsewhere_named_for_its_arrival(
+    data: Path, tmp_path: Path
+) -> None:
+    made = _other_appliance(tmp_path)
+    arrived = TS + 3 * 86_400_000_000_000
+    info, manifest = archive.adopt(made, data / "backups", arrived, shown="mine.tar.zst")
+    assert info.path.name == "appliance_20260104T000000Z_uploaded.tar.zst"
+    assert info.label == "uploaded" and manifest.ts_created_ns == TS
+    assert info.path.read_bytes() == made.read_bytes()
+    assert [a.path.name for a in archive.list_archives(data / "backups")] == [info.path.name]
+    # Restored like one made here.
+    wipe(data)
+    restore.stage(Layout(data, data), info.path, arrived + 1)
+    restore.apply_pending_restore(data, data)
+    check_state(data)
+
+
+def test_adopt_refuses_a_bad_file_by_the_name_it_was_uploaded_as(
+    data: Path, tmp_path: Path
+) -> None:
+    made = _other_appliance(tmp_path)
+    raw = made.read_bytes()
+    made.write_bytes(raw[:-100])
+    backups = data / "backups"
+    with pytest.raises(ArchiveError, match=r"^mine\.tar\.zst is truncated"):
+        archive.adopt(made, backups, TS, shown="mine.tar.zst")
+    made.write_bytes(raw)
+    body = _member(made, "orders.db")
+    _rewrite(made, {"orders.db": body.replace(b"0.010", b"0.910")})
+    with pytest.raises(ArchiveError, match=r"mine\.tar\.zst: orders\.db does not match"):
+        archive.adopt(made, backups, TS, shown="mine.tar.zst")
+    assert not backups.exists() or list(backups.iterdir()) == []
+
+
+async def test_engine_takes_in_an_upload_and_refuses_a_damaged_one(
+    data: Path, tmp_path: Path
+) -> None:
+    made = _other_appliance(tmp_path)
+    service = BackupService(Layout(data, data), ManualClock(TS + 60_000_000_000), lambda r: None)
+    handler = backup_commands(service).get("backup.import")
+    assert handler is not None
+    done = await handler.handler(contract.PathArgs(path=str(made), name="from-laptop.tar.zst"))
+    assert done.archive.name == "appliance_20260101T000100Z_uploaded.tar.zst"
+    assert done.ts_made_ns == TS and "trading.db" in done.members
+    listed = await service.listing(contract.NoArgs())
+    assert [a.name for a in listed.archives] == [done.archive.name]
+    made.write_bytes(made.read_bytes()[:-1])
+    with pytest.raises(ControlError, match=r"not taken in: from-laptop\.tar\.zst is truncated"):
+        await service.take_in(contract.PathArgs(path=str(made), name="from-laptop.tar.zst"))
+    with pytest.raises(ControlError, match=r"not taken in: gone\.tar\.zst: No such file"):
+        await service.take_in(contract.PathArgs(path=str(tmp_path / "x"), name="gone.tar.zst"))
+    assert len((await service.listing(contract.NoArgs())).archives) == 1
+
+
+async def test_a_failed_daily_archive_raises_an_alarm_that_the_next_success_clears(
+    data: Path,
+) -> None:
+    alarms: list[tuple[str, str | None]] = []
+
+    async def alarm(kind: str, message: str | None) -> None:
+        alarms.append((kind, message))
+
+    service = BackupService(Layout(data, data), ManualClock(TS), lambda r: None, alarm=alarm)
+    (data / "orders.db").write_bytes(b"not a database" * 100)
+    await service._scheduled()
+    [(kind, message)] = alarms
+    assert kind == "archive_failed" and message is not None
+    assert message.startswith("the daily backup archive failed: ")
+    assert archive.list_archives(data / "backups") == []
+    (data / "orders.db").unlink()
+    await service._scheduled()
+    assert alarms[-1] == ("archive_failed", None)
     [made] = archive.list_archives(data / "backups")
     assert made.label == "scheduled"

@@ -1,6 +1,6 @@
 """Each of a backup's proofs refuses what it exists to refuse: the pre-backup integrity check, the
-SHA-256 of the decompressed copy, and the integrity check of that copy. The corrupt inputs here
-get past every earlier step, so only the step under test can stop them."""
+SHA-256 of the decompressed copy, and the integrity check of the copy in an archive. The corrupt
+inputs here get past every earlier step, so only the step under test can stop them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from app.store import backup, db, rawlog, schema
+from app.store import archive, backup, db, rawlog, schema
+from app.store.archive import ArchiveError, Layout
 
 PRICE = b"12345.678"  # one trade's price: a non-indexed TEXT value
 ALTERED = b"12345.679"  # same length and type: the page stays well-formed
@@ -81,10 +82,10 @@ def test_a_copy_that_fails_integrity_check_is_refused(tmp_path: Path) -> None:
     ok, message = db.integrity_ok(source)
     assert not ok and "fills_ref" in message
     backups = tmp_path / "backups"
-    # No pre-check on the online copy: the copy's SHA-256 matches its snapshot, so the
-    # integrity check of the decompressed copy is what refuses it.
-    with pytest.raises(backup.BackupError, match="integrity_check failed on the copy"):
-        backup.backup_trading_db(source, backups, 1_767_225_600 * 10**9)
+    # No pre-check on the online copy: every member's SHA-256 matches its snapshot, so the
+    # integrity check of the archived copy is what refuses it.
+    with pytest.raises(ArchiveError, match=r"trading\.db fails integrity_check: .*fills_ref"):
+        archive.create(Layout(tmp_path, tmp_path), 1_767_225_600 * 10**9, label="scheduled")
     assert source.exists()
     _no_backup_made(backups)
 
@@ -97,10 +98,11 @@ def test_a_sound_trading_database_is_backed_up_and_verified(tmp_path: Path) -> N
     conn.executemany("INSERT INTO fills (ref) VALUES (?)", [(f"ref-{i:05d}",) for i in range(50)])
     conn.commit()
     conn.close()
-    result = backup.backup_trading_db(source, tmp_path / "backups", 1_767_225_600 * 10**9)
-    assert result.backup.name == "trading_2026-01-01.db.zst"
-    plain = tmp_path / "restored.db"
-    rawlog.decompress_file(result.backup, plain)
+    info = archive.create(Layout(tmp_path, tmp_path), 1_767_225_600 * 10**9, label="scheduled")
+    assert info.path.name == "appliance_20260101T000000Z_scheduled.tar.zst"
+    out = tmp_path / "out"
+    archive.verify(info.path, into=out)
+    plain = out / "trading.db"
     assert db.integrity_ok(plain) == (True, "ok")
     restored = sqlite3.connect(plain)
     try:

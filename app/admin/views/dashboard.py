@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import contract
-from app.admin import charts, live
+from app.admin import charts, sse
 from app.admin.coalesce import Coalesced
 from app.admin.render import render
 from app.admin.state import Panel, panel_of
@@ -26,7 +26,9 @@ async def dashboard_context(request: Request) -> dict[str, Any]:
     panel = panel_of(request)
     shared = panel.extra.get("dashboard")
     if shared is None:
-        shared = panel.extra["dashboard"] = Coalesced(lambda: _fetch(panel), 0.5, panel.clock)
+        shared = panel.extra["dashboard"] = Coalesced(
+            lambda: _fetch(panel), 0.5, panel.clock, lambda: panel.engine.changes
+        )
     context: dict[str, Any] = await shared.get()
     return context
 
@@ -76,4 +78,4 @@ async def dashboard_fragment(request: Request) -> Response:
 
 
 async def dashboard_stream(request: Request) -> Response:
-    return live.stream(request, "dashboard", "_dashboard_live.html", dashboard_context)
+    return sse.stream(request, "dashboard", "_dashboard_live.html", dashboard_context)

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import contract
+from app.admin import modelview
 from app.admin.errorpages import error_page
 from app.admin.redact import hide_paths
 from app.admin.render import render
@@ -24,11 +25,21 @@ ACTIONS = ("activate", "shadow", "promote", "rollback", "delete")
 NEEDS_PASSWORD = frozenset({"delete"})
 
 
+def _listing_context(listing: Reply[contract.ModelList]) -> dict[str, Any]:
+    models = listing.result
+    return {
+        "listing": listing,
+        "models": models,
+        "rows": modelview.rows(models) if models is not None else [],
+        "compare": modelview.comparison(models) if models is not None else None,
+    }
+
+
 async def _page(
     request: Request, outcome: dict[str, Any] | None = None, code: int = 200
 ) -> Response:
     listing = await command(request, contract.MODEL_LIST)
-    ctx = {"listing": listing, "models": listing.result, "outcome": outcome}
+    ctx = {**_listing_context(listing), "outcome": outcome}
     return await render(request, "models.html", ctx, status_code=code)
 
 
@@ -37,11 +48,12 @@ async def models_page(request: Request) -> Response:
 
 
 async def models_table(request: Request) -> Response:
-    """The installed models and the comparison alone: refreshed after an upload or an action."""
+    """A part of the page alone: the installed models (``?part=table``, refreshed after an upload
+    or an action, and while a model is being checked) or the shadow comparison (``?part=shadow``,
+    refreshed every few seconds while a shadow runs)."""
     listing = await command(request, contract.MODEL_LIST)
-    return await render(
-        request, "_models_table.html", {"listing": listing, "models": listing.result}
-    )
+    part = "_shadow_compare.html" if request.query_params.get("part") == "shadow" else None
+    return await render(request, part or "_models_table.html", _listing_context(listing))
 
 
 async def upload(request: Request) -> Response:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.admin import charts, roundtrips
+from app.admin.numbers import ACCOUNT_CURRENCY
 from app.admin.readers import DAY_NS, TradeFilter
 from app.admin.render import render, wants_fragment
 from app.admin.state import panel_of
@@ -133,12 +134,18 @@ async def pnl_page(request: Request) -> Response:
         asyncio.to_thread(reader.fee_funding_totals),
     )
     curve = [(p.ts_ns, p.equity) for p in series]
-    equity_svg = charts.line_chart("Equity curve (USDT)", curve)
+    equity_svg = charts.both_widths(
+        lambda w: charts.line_chart(f"Equity curve ({ACCOUNT_CURRENCY})", curve, width=w)
+    )
     dd = charts.drawdown(curve)
-    drawdown_svg = charts.line_chart("Drawdown from the peak (%)", dd, area=True)
-    daily_svg = charts.bar_chart(
-        "Daily PnL (USDT)",
-        [(datetime.fromtimestamp(d * 86_400, UTC).strftime("%m-%d"), v) for d, v in daily],
+    drawdown_svg = charts.both_widths(
+        lambda w: charts.line_chart(
+            "Drawdown from the peak (%)", dd, area=True, y_format=_pct_label, width=w
+        )
+    )
+    bars = [(datetime.fromtimestamp(d * 86_400, UTC).strftime("%m-%d"), v) for d, v in daily]
+    daily_svg = charts.both_widths(
+        lambda w: charts.bar_chart(f"Daily PnL ({ACCOUNT_CURRENCY})", bars, width=w)
     )
     ctx = {
         "equity_svg": equity_svg,
@@ -207,6 +214,10 @@ async def round_trips_csv(request: Request) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="round-trips.csv"'},
     )
+
+
+def _pct_label(value: float) -> str:
+    return f"{value:.2f} %"
 
 
 def _iso(ts_ns: int) -> str:

@@ -1,6 +1,11 @@
 """System: CPU, memory, disk, temperature, uptime, services, clock, logs, backups (download any,
-back up now, restore an archive with the password re-entered); and the login sessions (list,
-revoke) with the login audit."""
+back up now, upload an archive made elsewhere, restore an archive with the password re-entered);
+and the login sessions (list, revoke) with the login audit.
+
+An uploaded archive is streamed to the panel's uploads directory (``app.admin.uploads``, its own
+size limit), then handed to the engine (``backup.import``), which verifies it as a restore would
+and lists it among its backups: on the image the backups are the engine's, and the panel may not
+write there. The panel removes its copy either way."""
 
 from __future__ import annotations
 
@@ -13,22 +18,73 @@ from starlette.responses import FileResponse, Response
 from app import contract
 from app.admin import sysinfo
 from app.admin.errorpages import error_page
+from app.admin.redact import hide_paths
 from app.admin.render import render
 from app.admin.state import panel_of
+from app.admin.uploads import UploadError, receive_upload
 from app.admin.views.common import check_password, command, form_dict
 from app.store import archive
+
+ARCHIVE_FIELD = "archive"
+_MEMBER_WORDS = {
+    "trading.db": "trading journal and settings",
+    "orders.db": "order journal",
+    "panel/panel.db": "the panel's database",
+    "panel/admin-password.hash": "the panel's password",
+}
+_KINDS = {"": "archive", "scheduled": "daily archive", "pre-restore": "archive before a restore"}
+
+
+def _kind(name: str) -> str:
+    """What a file in the backups is, in words (shown under its name in the table)."""
+    parsed = archive.parse_name(name)
+    if parsed is not None:
+        return _KINDS.get(parsed[1], f"archive ({parsed[1]})")
+    if name.startswith("market_"):
+        return "market week"
+    return "trading database (old daily copy)" if name.startswith("trading_") else "file"
+
+
+def _contents(members: list[str]) -> str:
+    """An archive's members in words: the model store counted, not listed by its hashes."""
+    words = [w for name, w in _MEMBER_WORDS.items() if name in members]
+    if any(m.startswith("models/") for m in members):
+        n = sum(1 for m in members if m.startswith("models/") and m.endswith(".onnx"))
+        words.append(f"the model store ({n} model{'' if n == 1 else 's'})")
+    return ", ".join(words) or "nothing"
+
+
+async def _backups_context(request: Request) -> dict[str, Any]:
+    backup_dir = panel_of(request).cfg.backup_dir
+    backups, archives = await asyncio.gather(
+        asyncio.to_thread(sysinfo.backups, backup_dir),
+        asyncio.to_thread(archive.list_archives, backup_dir),
+    )
+    rows = [
+        {"name": b.name, "size": b.size, "ts_ns": b.ts_ns, "kind": _kind(b.name)} for b in backups
+    ]
+    return {"backups": rows, "archives": archives}
 
 
 async def system_page(request: Request) -> Response:
     panel = panel_of(request)
-    snap, backups, archives, journal = await asyncio.gather(
+    snap, listing, journal = await asyncio.gather(
         asyncio.to_thread(sysinfo.snapshot, panel.cfg.data_dir),
-        asyncio.to_thread(sysinfo.backups, panel.cfg.backup_dir),
-        asyncio.to_thread(archive.list_archives, panel.cfg.backup_dir),
+        _backups_context(request),
         asyncio.to_thread(panel.reader.journal, 30),
     )
-    ctx = {"sys": snap, "backups": backups, "archives": archives, "journal": journal}
+    ctx = {
+        "sys": snap,
+        **listing,
+        "journal": journal,
+        "archive_upload_max_bytes": panel.cfg.archive_upload_max_bytes,
+    }
     return await render(request, "system.html", ctx)
+
+
+async def backups_fragment(request: Request) -> Response:
+    """The backups table and the restore form alone: refreshed after a backup or an upload."""
+    return await render(request, "_backups.html", await _backups_context(request))
 
 
 def _backup_path(request: Request, name: str) -> Any:
@@ -54,9 +110,56 @@ async def backup_now(request: Request) -> Response:
     if reply.result is not None:
         name = reply.result.backup.rsplit("/", 1)[-1]
         outcome["message"] = f"{name} ({reply.result.bytes:,} bytes, verified)"
-    return await render(
+    response = await render(
         request, "_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
     )
+    if reply.ok:
+        response.headers["HX-Trigger"] = "backups-changed"
+    return response
+
+
+async def upload_backup(request: Request) -> Response:
+    """An archive from elsewhere: streamed to disk, verified and listed by the engine
+    (``backup.import``), then offered for restore like the archives made here."""
+    panel = panel_of(request)
+    outcome: dict[str, Any] = {"action": "upload"}
+    try:
+        up = await receive_upload(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            panel.cfg.uploads_dir,
+            panel.cfg.archive_upload_max_bytes,
+            field=ARCHIVE_FIELD,
+            suffix=archive.SUFFIX,
+        )
+    except (UploadError, ValueError) as exc:
+        outcome.update(ok=False, error=hide_paths(str(exc)))
+        return await render(request, "_backup_upload.html", {"outcome": outcome}, status_code=400)
+    try:
+        args = contract.PathArgs(path=str(up.path), name=up.original_name)
+        reply = await command(request, contract.BACKUP_IMPORT, args)
+    finally:
+        # The engine keeps its own verified copy; a refused file is kept by nobody. (A crash in
+        # between leaves it for the next start: ``uploads.remove_leftovers``.)
+        up.path.unlink(missing_ok=True)
+    label = repr(up.original_name or "the upload")
+    outcome.update(
+        ok=reply.ok,
+        error=reply.error.replace(up.path.name, label),
+        file=up.original_name,
+        size=up.size,
+        imported=reply.result,
+        contents=_contents(reply.result.members) if reply.result else "",
+    )
+    response = await render(
+        request,
+        "_backup_upload.html",
+        {"outcome": outcome},
+        status_code=200 if reply.ok else 422,
+    )
+    if reply.ok:
+        response.headers["HX-Trigger"] = "backups-changed"
+    return response
 
 
 async def restore_backup(request: Request) -> Response:
@@ -80,9 +183,12 @@ async def restore_backup(request: Request) -> Response:
             f"{reply.result.archive} verified; the engine restarts into it and comes back "
             "paused" + (f" (the replaced state is kept as {pre})" if pre else "")
         )
-    return await render(
+    response = await render(
         request, "_outcome.html", {"outcome": outcome}, status_code=200 if reply.ok else 422
     )
+    if reply.ok:
+        response.headers["HX-Trigger"] = "backups-changed"  # the pre-restore archive is listed
+    return response
 
 
 async def sessions_page(request: Request) -> Response:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from app.binance.signed import SignedRest
+from app.binance.signing import Credentials, sign, signed_payload
 from app.clock import SystemClock
 from app.errors import ApiKeyError, IpBannedError, RateLimitedError
-from app.live.client import RestExchange
-from app.live.signing import Credentials, sign, signed_payload
 from tests.live.conftest import FAST, KEY, KEY_ARGS, SECRET
 from tests.sim.test_signed_auth import (
     SPOT_MIXED_BODY,
@@ -37,7 +37,7 @@ def test_credentials_never_show_in_repr() -> None:
     assert KEY not in repr(creds) and SECRET not in repr(creds)
 
 
-async def test_correct_signature_is_accepted(client: RestExchange) -> None:
+async def test_correct_signature_is_accepted(client: SignedRest) -> None:
     account = await client.account()
     assert account["canTrade"] is True
     # A POST (form body) and a GET (query) both pass.
@@ -48,8 +48,8 @@ async def test_correct_signature_is_accepted(client: RestExchange) -> None:
 async def test_bad_signature_and_bad_key_are_operator_errors(
     live_sim: SimHandle, clock: SystemClock
 ) -> None:
-    wrong_secret = RestExchange(live_sim.rest_url, Credentials(KEY, "x" * 24), FAST, clock)
-    wrong_key = RestExchange(live_sim.rest_url, Credentials("y" * 24, SECRET), FAST, clock)
+    wrong_secret = SignedRest(live_sim.rest_url, Credentials(KEY, "x" * 24), FAST, clock)
+    wrong_key = SignedRest(live_sim.rest_url, Credentials("y" * 24, SECRET), FAST, clock)
     try:
         with pytest.raises(ApiKeyError) as info:
             await wrong_secret.account()
@@ -64,7 +64,7 @@ async def test_bad_signature_and_bad_key_are_operator_errors(
 
 
 async def test_minus_1021_resyncs_the_clock_and_retries_once(
-    live_sim: SimHandle, client: RestExchange
+    live_sim: SimHandle, client: SignedRest
 ) -> None:
     assert abs(client.offset_ms) < 1000
     live_sim.set_faults(clock_offset_ms=20_000)
@@ -88,7 +88,7 @@ async def test_429_blocks_every_request_until_retry_after(clock: SystemClock) ->
     with running_sim(
         "--seed", "3", *KEY_ARGS, "--weight-limit", "20", "--ban-after-429s", "1000"
     ) as sim:
-        c = RestExchange(sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
+        c = SignedRest(sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
         try:
             await _burn(sim, 25)
             rejected = sim.stats()["rate_limits"]["rejected_429"]
@@ -110,7 +110,7 @@ async def test_429_blocks_every_request_until_retry_after(clock: SystemClock) ->
 
 async def test_weight_budget_slows_down_before_429(clock: SystemClock) -> None:
     with running_sim("--seed", "3", *KEY_ARGS, "--weight-limit", "50") as sim:
-        c = RestExchange(sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
+        c = SignedRest(sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
         c.weight_limit = 50  # the simulator's exchangeInfo always advertises Binance's 2400
         try:
             refused = 0
@@ -129,7 +129,7 @@ async def test_weight_budget_slows_down_before_429(clock: SystemClock) -> None:
 async def test_418_stops_all_requests_until_the_ban_ends(clock: SystemClock) -> None:
     args = ("--weight-limit", "10", "--ban-after-429s", "0", "--ban-s", "2")
     with running_sim("--seed", "3", *KEY_ARGS, *args) as sim:
-        c = RestExchange(sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
+        c = SignedRest(sim.rest_url, Credentials(KEY, SECRET), FAST, clock)
         try:
             await _burn(sim, 15)
             banned = sim.stats()["rate_limits"]["rejected_418"]

@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.config import ExchangeConfig
-from app.engine.rest import RestClient, RestKline, parse_symbol_filters
+from app.binance.filters import parse_symbol_filters
+from app.binance.public import PublicRest, RestKline
+from app.clock import SystemClock
 from app.errors import ExchangeApiError
 from tests.engine.reference import MARKET
 
@@ -97,7 +98,7 @@ async def rest_url() -> AsyncIterator[str]:
 
 
 async def test_time_depth_klines(rest_url: str) -> None:
-    async with RestClient(ExchangeConfig(rest_url=rest_url)) as rest:
+    async with PublicRest(rest_url, SystemClock()) as rest:
         assert await rest.server_time_ms() == 1626992741000
         snap = await rest.depth("sushiusdt")
         assert snap.last_update_id == 600859605926
@@ -121,7 +122,7 @@ async def test_time_depth_klines(rest_url: str) -> None:
 
 
 async def test_exchange_info_filters(rest_url: str) -> None:
-    async with RestClient(ExchangeConfig(rest_url=rest_url)) as rest:
+    async with PublicRest(rest_url, SystemClock()) as rest:
         filters = await rest.symbol_filters()
     sushi = filters["SUSHIUSDT"]
     assert sushi.tick_size == Decimal("0.0010")
@@ -153,7 +154,7 @@ def test_parse_symbol_filters_skips_incomplete_symbols() -> None:
 
 
 async def test_exchange_errors_become_exchange_api_error(rest_url: str) -> None:
-    async with RestClient(ExchangeConfig(rest_url=rest_url)) as rest:
+    async with PublicRest(rest_url, SystemClock()) as rest:
         with pytest.raises(ExchangeApiError, match="Invalid symbol") as caught:
             await rest.depth("NOPE")
         assert (caught.value.status, caught.value.code) == (400, -1121)
@@ -169,7 +170,7 @@ async def test_unreachable_exchange_is_exchange_api_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    async with RestClient(ExchangeConfig(rest_url=f"http://127.0.0.1:{port}")) as rest:
+    async with PublicRest(f"http://127.0.0.1:{port}", SystemClock()) as rest:
         with pytest.raises(ExchangeApiError, match="ConnectError") as caught:
             await rest.server_time_ms()
     assert caught.value.status is None

@@ -1,4 +1,4 @@
-"""The write-ahead order journal: ``<data-dir>/orders.db``, WAL, ``synchronous=FULL``.
+"""The write-ahead order ledger: ``<data-dir>/orders.db``, WAL, ``synchronous=FULL``.
 
 Rule: an order's *intent* (client id, symbol, side, qty, price, reason, model version) is
 committed, and the order path has awaited that commit, before its request leaves. Every answer
@@ -118,7 +118,7 @@ _FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED"})
 
 
 @dataclass(frozen=True, slots=True)
-class JournalFill:
+class LedgerFill:
     """One execution as the exchange reported it (stream or ``userTrades``)."""
 
     symbol: str
@@ -141,7 +141,7 @@ class JournalFill:
 
 
 def stage_of(status: str) -> str:
-    """The journal stage for an exchange order status."""
+    """The ledger stage for an exchange order status."""
     return (
         DONE
         if status in _FINAL_STATUSES - {"REJECTED"}
@@ -217,9 +217,9 @@ def _apply_update(
         )
 
 
-def _insert_fills(conn: sqlite3.Connection, fills: Sequence[JournalFill]) -> list[JournalFill]:
+def _insert_fills(conn: sqlite3.Connection, fills: Sequence[LedgerFill]) -> list[LedgerFill]:
     """Insert fills not yet known; return those that were new (in order)."""
-    new: list[JournalFill] = []
+    new: list[LedgerFill] = []
     with transaction(conn):
         for f in fills:
             client_id = f.client_id
@@ -317,8 +317,8 @@ def _resolve_discrepancies(conn: sqlite3.Connection, resolution: str, ts_ns: int
     return cursor.rowcount
 
 
-class OrderJournal:
-    """The journal's API: every write is awaited until committed (``synchronous=FULL``)."""
+class OrderLedger:
+    """The ledger's API: every write is awaited until committed (``synchronous=FULL``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -407,7 +407,7 @@ class OrderJournal:
 
     # -- fills and income ----------------------------------------------------------------------
 
-    async def add_fills(self, fills: Sequence[JournalFill]) -> list[JournalFill]:
+    async def add_fills(self, fills: Sequence[LedgerFill]) -> list[LedgerFill]:
         """Insert fills; returns the ones not seen before (apply only those to the books)."""
         if not fills:
             return []

@@ -1,4 +1,5 @@
-"""The live driver: steps every symbol's market on a fixed simulated cadence, paced by the clock."""
+"""The market driver: steps every symbol's synthetic market on a fixed simulated cadence, paced by
+the clock (the other driver, :mod:`app.sim.replay`, plays a recording instead)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def make_markets(
     return markets
 
 
-async def run_live(
+async def drive_markets(
     markets: dict[str, SymbolMarket],
     sink: Sink,
     clock: Clock,
