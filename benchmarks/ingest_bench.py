@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app import ctl  # noqa: E402
+from app.binance.public import DepthSnapshot  # noqa: E402
 from app.clock import SystemClock  # noqa: E402
 from app.config import ExchangeConfig, FeedConfig, StoreConfig  # noqa: E402
 from app.engine.decode import decode_depth_snapshot  # noqa: E402
-from app.engine.events import DepthSnapshot  # noqa: E402
 from app.engine.market_data import MarketData  # noqa: E402
 from app.engine.recording import RecordingSink  # noqa: E402
 from app.errors import ControlError  # noqa: E402
@@ -62,7 +62,7 @@ def _frames() -> list[bytes]:
 
 
 class _FileSnapshots:
-    """The recording's REST snapshots, served as the engine's RestClient would."""
+    """The recording's REST snapshots, served as the engine's PublicRest would."""
 
     def __init__(self) -> None:
         self._bodies = {
