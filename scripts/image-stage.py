@@ -112,7 +112,7 @@ def stage(wheel: Path, repo: Path, root: Path, native: Path | None = None) -> No
     # Beside the package, as in a checkout: where the app looks (relative links: they resolve in
     # the image and in the staging tree alike).
     for name in ("models", "web"):
-        (site / name).symlink_to(Path("../../..", SHARE, name))
+        (site / name).symlink_to(Path("../../../..", SHARE, name))
     if native is not None:
         stage_native(native, site)
     doc = root / "usr/share/doc/appliance"

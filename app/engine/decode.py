@@ -14,7 +14,7 @@ from __future__ import annotations
 import msgspec
 
 from app.binance.public import DepthSnapshot
-from app.engine.events import Event, Frame
+from app.engine.events import Event, Frame, StreamOnly
 from app.errors import MalformedFrameError
 
 # Decoders are built once: building one compiles the type's validation plan.
@@ -24,11 +24,7 @@ _EVENTS: msgspec.json.Decoder[list[Event]] = msgspec.json.Decoder(list[Event])
 _SNAPSHOT = msgspec.json.Decoder(DepthSnapshot)
 
 
-class _StreamOnly(msgspec.Struct):
-    stream: str
-
-
-_STREAM_ONLY = msgspec.json.Decoder(_StreamOnly)
+_STREAM_ONLY = msgspec.json.Decoder(StreamOnly)
 
 # What msgspec raises on bad input: DecodeError (and its ValidationError) for bad JSON or a shape
 # mismatch, UnicodeDecodeError for a string that is not valid UTF-8.

@@ -133,3 +133,10 @@ class Frame(msgspec.Struct, frozen=True, gc=False):
 
     stream: str
     data: Event
+
+
+class StreamOnly(msgspec.Struct):
+    """A combined-stream frame read for its stream name alone. Defined here, not in the compiled
+    decode module: mypyc (1.15, the image's) cannot compile a class with a metaclass."""
+
+    stream: str

@@ -8,7 +8,8 @@ asked for by name (:mod:`.catalogue`) and gathered into a model's vector by :cla
 from __future__ import annotations
 
 from app.engine.features.averages import EMA, MACD, SMA, Bollinger
-from app.engine.features.bars import Bar, BarBuilder, bars_from_klines, kline_interval
+from app.engine.features.bar import Bar
+from app.engine.features.bars import BarBuilder, bars_from_klines, kline_interval
 from app.engine.features.catalogue import (
     KNOWN_FEATURES,
     Cadence,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import msgspec
+from app.engine.features.bar import Bar
 
 # Binance USD-M kline interval names by length in seconds (there is no 1s kline on futures).
 KLINE_INTERVALS: dict[int, str] = {
@@ -32,21 +32,6 @@ KLINE_INTERVALS: dict[int, str] = {
 }
 
 _NO_BARS: tuple[Bar, ...] = ()
-
-
-class Bar(msgspec.Struct, frozen=True, gc=False):
-    """One closed OHLCV bar; ``open_time_ms`` is the interval's start (UTC, epoch ms).
-
-    A msgspec struct: made in a fifth of a frozen dataclass's time (one per bar close, on the
-    decision path) and, holding no containers, never tracked by the cyclic collector.
-    """
-
-    open_time_ms: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
 
 
 def kline_interval(interval_s: int) -> str:

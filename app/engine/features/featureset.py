@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from app.engine.features.averages import EMA, MACD, SMA, Bollinger
-from app.engine.features.bars import Bar, BarBuilder, bars_from_klines
+from app.engine.features.bar import Bar
+from app.engine.features.bars import BarBuilder, bars_from_klines
 from app.engine.features.catalogue import (
     FeatureSpec,
     Indicator,
