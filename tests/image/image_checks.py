@@ -446,8 +446,9 @@ def check_model_upload(ctx: Context) -> str:
         headers=headers,
         files={"model": ("image-test.onnx", _variant(ctx.model), "application/octet-stream")},
     )
-    if r.status_code != 200 or "accepted as" not in r.text:
-        raise AssertionError(f"upload -> {r.status_code}: {re.sub(r'<[^>]+>', ' ', r.text)[:400]}")
+    if r.status_code != 200 or "passed validation and is stored as" not in r.text:
+        text = re.sub(r"<[^>]+>|\s+", " ", r.text).strip()
+        raise AssertionError(f"upload -> {r.status_code}: {text[:400]}")
     # The store names the upload by its original file name; the buttons post its sha256.
     stored = [m for m in ctx.ctl("model.list")["models"] if m["source"] == "image-test.onnx"]
     if len(stored) != 1:
@@ -458,7 +459,7 @@ def check_model_upload(ctx: Context) -> str:
         headers=headers,
         data={"sha256": version, "csrf_token": token},
     )
-    if r.status_code != 200 or "now active" not in r.text:
+    if r.status_code != 200 or "is now the active model" not in r.text:
         detail = re.sub(r"<[^>]+>|\s+", " ", r.text.replace("&#34;", '"'))[:300]
         raise AssertionError(
             f"uploaded and validated, but activate {version[:12]} -> {r.status_code}: {detail}"
