@@ -109,7 +109,7 @@ mapfile -t opts < <(mkosi_opts)
 opts+=(--extra-tree="$build/stage" --tools-tree-sandbox-tree="$sandbox")
 case ",$IMAGE_PROFILE," in
     *,noble-rv2,*)
-        opts+=(--mirror="$UBUNTU_PORTS_MIRROR" --package-directory="$RV2_VENDOR_DIR") ;;
+        opts+=(--mirror="$UBUNTU_PORTS_MIRROR" --package-directory="$RV2_VENDOR_DIR" --extra-tree="$RV2_VENDOR_DIR/x1_orangepi-rv2.dtb:/boot/dtb/spacemit/x1_orangepi-rv2.dtb") ;;
     *)  opts+=(--sandbox-tree="$sandbox") ;;
 esac
 mkdir -p "$IMAGE_OUT" "$IMAGE_CACHE/cache" "$IMAGE_CACHE/pkgcache" "$IMAGE_CACHE/work"
