@@ -51,6 +51,7 @@ def routes(panel: Panel) -> list[Route | Mount]:
         Route("/models", models.models_page, name="models"),
         Route("/models/table", models.models_table, name="models_table"),
         Route("/models/upload", models.upload, methods=["POST"], name="model_upload"),
+        Route("/models/reports/{report_id}", models.report_page, name="model_report"),
         Route("/models/{action}", models.model_action, methods=["POST"], name="model_action"),
         Route("/mode", mode.mode_page, name="mode"),
         Route("/fragments/status", mode.status_fragment, name="status_fragment"),

@@ -43,6 +43,8 @@ import onnxruntime as ort
 from app.engine.model_contract import (
     Direction,
     ModelContract,
+    Normalization,
+    RollingZScore,
     Scaler,
     TensorInfo,
     check_io,
@@ -112,6 +114,7 @@ class LoadedModel:
         "_out_flat",
         "_rows",
         "_run",
+        "_scratch",
         "contract",
         "path",
         "session",
@@ -127,14 +130,17 @@ class LoadedModel:
         self.session = session
         self._buf = np.zeros(contract.input_shape, dtype=np.float32)
         # A (window, features) view of the same memory: predict writes the window through it.
-        self._rows = self._buf.reshape(contract.window_shape)
+        self._rows = self._buf.reshape((contract.window, len(contract.features)))
         out_shape = tuple(1 for _ in session.get_outputs()[0].shape)
         self._out = np.zeros(out_shape, dtype=np.float32)
         self._out_flat = self._out.reshape(-1)
-        sc = contract.scaler
+        sc = contract.scaler if isinstance(contract.scaler, Scaler) else None
         self._mean = None if sc is None else np.asarray(sc.mean, dtype=np.float32)
         self._inv_scale = None if sc is None else (1.0 / np.asarray(sc.scale)).astype(np.float32)
         self._clip = None if sc is None else sc.clip
+        # A rolling z-score needs history: predict streams the raw rows through a window of its
+        # own, the code the decision loop's windows run.
+        self._scratch = self.new_window() if isinstance(contract.scaler, RollingZScore) else None
         # Bound once: every run reads the window predict wrote and writes where it reads.
         self._run, self._keep = _bound_run(session, contract, self._buf, self._out)
 
@@ -142,14 +148,25 @@ class LoadedModel:
         """The model's output for one raw window of shape ``contract.window_shape``.
 
         Rows are oldest first; values are the features' raw values (any declared scaler is applied
-        here). Raises ``ValueError`` for a window of the wrong shape.
+        here; for a rolling z-score of N rows the window carries ``N - 1`` rows of history first,
+        streamed through a :class:`WindowBuffer` as the engine streams bars). Raises
+        ``ValueError`` for a window of the wrong shape.
         """
-        if window.shape != self._rows.shape:
+        want = self.contract.window_shape
+        if window.shape != want:
             raise ValueError(
-                f"window shape {window.shape} != {self._rows.shape} (window x features) of "
+                f"window shape {window.shape} != {want} (window x features) of "
                 f"model {self.contract.model_version}"
             )
         rows = self._rows
+        scratch = self._scratch
+        if scratch is not None:
+            scratch.clear()
+            for raw in window.tolist():
+                scratch.push(raw)
+            np.copyto(rows, scratch.view())
+            self._run()
+            return float(self._out_flat[0])
         np.copyto(rows, window, casting="same_kind")
         if self._mean is not None and self._inv_scale is not None:
             np.subtract(rows, self._mean, out=rows)
@@ -387,7 +404,9 @@ class WindowBuffer:
     NaN, and the window is :attr:`ready` only once ``window`` complete rows follow it.
 
     With a ``scaler`` (a model's declared one) each row is stored scaled and clipped, so the
-    rows are the graph's input as they are.
+    rows are the graph's input as they are. With a rolling z-score (:class:`RollingZ`) a row is
+    complete only once its statistics exist, so the window is ready after ``N + window - 1``
+    complete raw rows (:attr:`needed`).
     """
 
     __slots__ = (
@@ -400,26 +419,33 @@ class WindowBuffer:
         "_last_item",
         "_mean",
         "_pack",
+        "_rolling",
         "_rows",
         "n_features",
+        "needed",
         "scaler",
         "window",
     )
 
-    def __init__(self, window: int, n_features: int, scaler: Scaler | None = None) -> None:
+    def __init__(self, window: int, n_features: int, scaler: Normalization | None = None) -> None:
         if window < 1 or n_features < 1:
             raise ValueError(f"window and features must be >= 1, got {window}x{n_features}")
-        if scaler is not None and not len(scaler.mean) == len(scaler.scale) == n_features:
+        fixed = scaler if isinstance(scaler, Scaler) else None
+        if fixed is not None and not len(fixed.mean) == len(fixed.scale) == n_features:
             raise ValueError(f"the scaler is not for {n_features} features")
         self.window = window
         self.n_features = n_features
         self.scaler = scaler
         # As LoadedModel.predict applies a declared scaler: float32 mean and 1 / scale.
-        self._mean = [] if scaler is None else [float(np.float32(m)) for m in scaler.mean]
-        self._inv_scale = (
-            [] if scaler is None else [float(np.float32(1.0 / s)) for s in scaler.scale]
+        self._mean = [] if fixed is None else [float(np.float32(m)) for m in fixed.mean]
+        self._inv_scale = [] if fixed is None else [float(np.float32(1.0 / s)) for s in fixed.scale]
+        self._clip = math.inf if fixed is None or fixed.clip is None else fixed.clip
+        self._rolling = (
+            RollingZ(scaler.window, n_features, scaler.clip)
+            if isinstance(scaler, RollingZScore)
+            else None
         )
-        self._clip = math.inf if scaler is None or scaler.clip is None else scaler.clip
+        self.needed = window if self._rolling is None else window + self._rolling.n - 1
         # float32, the model's input type: the model reads these bytes as they are.
         self._rows = np.full((window, n_features), np.nan, dtype=np.float32)
         # Pushes go through memoryviews and struct, not numpy: a third of the cost per row, and a
@@ -437,8 +463,11 @@ class WindowBuffer:
             raise ValueError(f"row has {len(row)} values, the window has {self.n_features}")
         b = self._bytes
         b[: self._last] = b[4 * self.n_features :]  # one memmove: every row moves up one place
+        rolling = self._rolling
         complete = None not in row
-        if self._mean:
+        if rolling is not None:
+            complete = rolling.push(row, self._floats, self._last_item)
+        elif self._mean:
             # Item by item into the float32 view: no list, no argument tuple, and compiled
             # (app.native) the arithmetic stays unboxed: 1.5 µs a row where a list and
             # pack_into took 3.7 (4.8 → 2.7 as Python).
@@ -466,8 +495,13 @@ class WindowBuffer:
 
     @property
     def filled(self) -> int:
-        """Complete rows in a row, up to ``window`` (the warm-up's progress)."""
-        return min(self._complete, self.window)
+        """Complete raw rows in a row, up to :attr:`needed` (the warm-up's progress)."""
+        rolling = self._rolling
+        if rolling is None:
+            return min(self._complete, self.window)
+        if rolling.count < rolling.n:
+            return rolling.count
+        return rolling.n - 1 + min(self._complete, self.window)
 
     def view(self) -> Window:
         """The last ``window`` rows, oldest first: the buffer itself, updated in place by
@@ -478,3 +512,99 @@ class WindowBuffer:
         """Forget every row (after a gap in the data, or when the model changes)."""
         self._rows.fill(np.nan)
         self._complete = 0
+        if self._rolling is not None:
+            self._rolling.reset()
+
+
+class RollingZ:
+    """The streaming rolling z-score of :class:`~app.engine.model_contract.RollingZScore`: per
+    feature, the last ``n`` complete values in a ring, their mean and sum of squared deviations.
+
+    Each push slides the statistics by one value (Welford's update for a fixed-length window:
+    O(features), no pass over the ring); every ``n`` pushes they are recomputed exactly from the
+    ring (two passes, amortised O(features) a row), so rounding never accumulates past one
+    window. Arithmetic in float64; the z-scores are written as float32, the model's input type.
+    """
+
+    __slots__ = ("_clip", "_m2", "_mean", "_pos", "_ring", "count", "n", "n_features")
+
+    def __init__(self, n: int, n_features: int, clip: float | None = None) -> None:
+        if n < 2 or n_features < 1:
+            raise ValueError(f"a rolling z-score needs n >= 2 and features >= 1, got {n}")
+        self.n = n
+        self.n_features = n_features
+        self._clip = math.inf if clip is None else clip
+        self._ring: list[float] = [0.0] * (n * n_features)
+        self._mean: list[float] = [0.0] * n_features
+        self._m2: list[float] = [0.0] * n_features
+        self._pos = 0
+        self.count = 0  # complete rows in a row, up to n
+
+    def reset(self) -> None:
+        """Forget the history (a missing value, a gap, a new model)."""
+        self.count = 0
+        self._pos = 0
+        for i in range(self.n_features):
+            self._mean[i] = 0.0
+            self._m2[i] = 0.0
+
+    def _exact(self) -> None:
+        n, f, ring = self.n, self.n_features, self._ring
+        for i in range(f):
+            total = 0.0
+            for j in range(n):
+                total += ring[j * f + i]
+            m = total / n
+            sq = 0.0
+            for j in range(n):
+                d = ring[j * f + i] - m
+                sq += d * d
+            self._mean[i] = m
+            self._m2[i] = sq
+
+    def push(self, row: Sequence[float | None], out: memoryview[float], at: int) -> bool:
+        """Add ``row`` and write its z-scores to ``out[at : at + features]`` (NaN while the
+        statistics warm up); returns whether they exist. A missing value (None or NaN) resets
+        the statistics: they cover the last ``n`` complete rows in a row."""
+        f = self.n_features
+        for i in range(f):
+            v = row[i]
+            if v is None or math.isnan(v):
+                self.reset()
+                for k in range(f):
+                    out[at + k] = math.nan
+                return False
+        n, ring, mean, m2 = self.n, self._ring, self._mean, self._m2
+        base = self._pos * f
+        full = self.count >= n
+        if not full:
+            self.count += 1
+        k_now = float(self.count)
+        for i in range(f):
+            x = float(row[i])  # type: ignore[arg-type]  # None was ruled out above
+            m = mean[i]
+            if full:
+                old = ring[base + i]
+                m_new = m + (x - old) / n
+                m2[i] += (x - old) * (x - m_new + old - m)
+            else:
+                m_new = m + (x - m) / k_now
+                m2[i] += (x - m) * (x - m_new)
+            mean[i] = m_new
+            ring[base + i] = x
+        self._pos = self._pos + 1 if self._pos + 1 < n else 0
+        if self.count < n:
+            for i in range(f):
+                out[at + i] = math.nan
+            return False
+        if self._pos == 0:
+            self._exact()
+        hi = self._clip
+        lo = -hi
+        for i in range(f):
+            m = mean[i]
+            var = m2[i] / n
+            sd = math.sqrt(var) if var > 0.0 else 0.0
+            z = 0.0 if sd <= 1e-9 * max(1.0, abs(m)) else (ring[base + i] - m) / sd
+            out[at + i] = lo if z < lo else hi if z > hi else z
+        return True

@@ -18,8 +18,12 @@ Keys (all values are strings; JSON where noted)::
     layout           "window": input [1, window, features]; "flat": [1, window * features]
     input_name       the graph's one input (float32)
     output_name      the graph's one output (float32, shape [1, 1] or [1])
-    scaler           "baked" (in the graph) or JSON {"mean": [F floats], "scale": [F floats]},
-                     optionally with "clip": c > 0 (scaled values cut to [-c, c])
+    scaler           the normalisation the engine applies to each row before the graph:
+                     "baked" (none: it is in the graph); a fixed scaler, JSON
+                     {"mean": [F floats], "scale": [F floats]} (optionally "kind": "fixed");
+                     or a rolling z-score, JSON {"kind": "rolling_zscore", "window": N}
+                     (2 <= N <= 100000). Both take an optional "clip": c > 0 (values cut to
+                     [-c, c]). See :class:`RollingZScore` for its rule and warm-up.
     output           what the output means; v1 knows "prob_up"
     long_threshold   prob_up >= this: go long
     short_threshold  prob_up <= this: go short (short_threshold < long_threshold)
@@ -34,7 +38,13 @@ Keys (all values are strings; JSON where noted)::
 
 A window's rows are oldest first: row ``window - 1`` holds the feature values read when the
 latest bar closed. Golden inputs are raw windows (before any declared scaler), exactly what
-:meth:`app.engine.inference.LoadedModel.predict` takes.
+:meth:`app.engine.inference.LoadedModel.predict` takes: ``window`` rows, or for a rolling
+z-score ``window + N - 1`` rows (the history its first row's statistics need;
+:attr:`ModelContract.raw_rows`).
+
+The ``scaler`` key carries the rolling form too (rather than a new key) so that an engine which
+predates it refuses such a model ("scaler must be ...") instead of ignoring an unknown key and
+feeding it raw features.
 """
 
 from __future__ import annotations
@@ -106,6 +116,32 @@ class Scaler:
     clip: float | None = None
 
 
+ROLLING_ZSCORE = "rolling_zscore"
+MAX_ROLLING_WINDOW = 100_000  # per symbol and feature, N floats are kept: bounded memory
+
+
+@dataclass(frozen=True, slots=True)
+class RollingZScore:
+    """A rolling z-score per feature over the last ``window`` (N) complete rows:
+    ``(x - mean_N) / std_N`` with the population standard deviation (ddof 0) of those N rows,
+    the current row included, then cut to ``[-clip, clip]`` when ``clip`` is given. A feature
+    (nearly) constant over the N rows (std below 1e-9 of max(1, |mean|)) gives 0.
+
+    Warm-up: a row's z-score exists once N complete rows in a row have been seen (min periods =
+    N); a row with a missing value (a feature warming up) starts the count again. The first
+    decision therefore comes after ``N + window - 1`` complete rows. The engine's window
+    (:class:`app.engine.inference.WindowBuffer`), backtests (the same trader), validation (golden
+    cases hold ``window + N - 1`` raw rows, streamed through the same code) and ``appliance
+    train`` (:func:`app.models.normalize.rolling_zscore`) apply this one implementation.
+    """
+
+    window: int
+    clip: float | None = None
+
+
+Normalization = Scaler | RollingZScore
+
+
 @dataclass(frozen=True, slots=True)
 class GoldenCase:
     """One raw input window (``window`` rows of ``features`` values) and its expected output."""
@@ -147,7 +183,7 @@ class ModelContract:
     layout: Layout
     input_name: str
     output_name: str
-    scaler: Scaler | None  # None: baked into the graph
+    scaler: Normalization | None  # None: baked into the graph
     output: str
     long_threshold: float
     short_threshold: float
@@ -168,9 +204,17 @@ class ModelContract:
         return (1, self.window * n)
 
     @property
+    def raw_rows(self) -> int:
+        """Raw rows :meth:`LoadedModel.predict` takes: ``window``, plus ``N - 1`` of history
+        for a rolling z-score of N rows."""
+        if isinstance(self.scaler, RollingZScore):
+            return self.window + self.scaler.window - 1
+        return self.window
+
+    @property
     def window_shape(self) -> tuple[int, int]:
-        """The shape of the raw window :meth:`LoadedModel.predict` takes: (window, features)."""
-        return (self.window, len(self.features))
+        """The shape of the raw window :meth:`LoadedModel.predict` takes: (raw_rows, features)."""
+        return (self.raw_rows, len(self.features))
 
     def serves(self, symbol: str) -> bool:
         """Whether this model may decide for ``symbol`` (lower case)."""
@@ -273,16 +317,54 @@ def _features(meta: Mapping[str, str], p: _Problems) -> tuple[str, ...]:
     return tuple(names) if len(names) == len(value) else ()
 
 
-def _scaler(meta: Mapping[str, str], n_features: int, p: _Problems) -> Scaler | None:
+def _clip(value: dict[str, object], p: _Problems) -> tuple[bool, float | None]:
+    clip = value.get("clip")
+    if clip is not None and (
+        isinstance(clip, bool) or not isinstance(clip, int | float) or not 0.0 < clip < math.inf
+    ):
+        p.add(f"metadata scaler clip must be a positive number, got {clip!r}")
+        return False, None
+    return True, None if clip is None else float(clip)
+
+
+def _rolling(value: dict[str, object], p: _Problems) -> RollingZScore | None:
+    extra = sorted(set(value) - {"kind", "window", "clip"})
+    if extra:
+        p.add(
+            f"metadata scaler {ROLLING_ZSCORE} has unknown keys {', '.join(extra)}: "
+            'it takes "window" and optionally "clip"'
+        )
+        return None
+    n = value.get("window")
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_ROLLING_WINDOW:
+        p.add(
+            f"metadata scaler {ROLLING_ZSCORE} window must be an integer from 2 to "
+            f"{MAX_ROLLING_WINDOW} (bars per feature), got {n!r}"
+        )
+        return None
+    ok, clip = _clip(value, p)
+    return RollingZScore(n, clip) if ok else None
+
+
+def _scaler(meta: Mapping[str, str], n_features: int, p: _Problems) -> Normalization | None:
     if meta.get("scaler") in (None, "baked"):
         return None
     value = _json(meta, "scaler", p)
     if value is None:
         return None
+    kind = value.get("kind", "fixed") if isinstance(value, dict) else None
+    if isinstance(value, dict) and kind == ROLLING_ZSCORE:
+        return _rolling(value, p)
+    if isinstance(value, dict) and kind != "fixed":
+        p.add(f'metadata scaler kind {kind!r} is not one of "fixed", "{ROLLING_ZSCORE}"')
+        return None
     mean = _floats(value.get("mean")) if isinstance(value, dict) else None
     scale = _floats(value.get("scale")) if isinstance(value, dict) else None
-    if mean is None or scale is None:
-        p.add('metadata scaler must be "baked" or JSON {"mean": [...], "scale": [...]}')
+    if not isinstance(value, dict) or mean is None or scale is None:
+        p.add(
+            'metadata scaler must be "baked", JSON {"mean": [...], "scale": [...]} or '
+            f'{{"kind": "{ROLLING_ZSCORE}", "window": N}}'
+        )
         return None
     if n_features and (len(mean) != n_features or len(scale) != n_features):
         p.add(
@@ -293,16 +375,13 @@ def _scaler(meta: Mapping[str, str], n_features: int, p: _Problems) -> Scaler | 
     if any(s <= 0.0 for s in scale):
         p.add("metadata scaler: every scale must be positive")
         return None
-    clip = value.get("clip") if isinstance(value, dict) else None
-    if clip is not None and (
-        isinstance(clip, bool) or not isinstance(clip, int | float) or not 0.0 < clip < math.inf
-    ):
-        p.add(f"metadata scaler clip must be a positive number, got {clip!r}")
-        return None
-    return Scaler(mean, scale, None if clip is None else float(clip))
+    ok, clip = _clip(value, p)
+    return Scaler(mean, scale, clip) if ok else None
 
 
-def _golden(meta: Mapping[str, str], window_shape: tuple[int, int], p: _Problems) -> Golden:
+def _golden(
+    meta: Mapping[str, str], window_shape: tuple[int, int], p: _Problems, history: int = 0
+) -> Golden:
     empty = Golden(0.0, ())
     value = _json(meta, "golden", p)
     if value is None:
@@ -338,6 +417,11 @@ def _golden(meta: Mapping[str, str], window_shape: tuple[int, int], p: _Problems
             p.add(
                 f"metadata golden case {i}: input is {len(good)} rows of {widths} values, the "
                 f"contract declares window x features = {rows_want}x{cols_want}"
+                + (
+                    f" (window {rows_want - history} + {history} rows of history)"
+                    if history
+                    else ""
+                )
             )
             continue
         cases.append(GoldenCase(tuple(good), float(out)))
@@ -395,7 +479,8 @@ def parse_contract(meta: Mapping[str, str]) -> tuple[ModelContract | None, list[
         if key in meta and not meta[key].strip():
             p.add(f"metadata {key} is empty")
     scaler = _scaler(meta, len(features), p)
-    golden = _golden(meta, (window, len(features)), p)
+    history = scaler.window - 1 if isinstance(scaler, RollingZScore) else 0
+    golden = _golden(meta, (window and window + history, len(features)), p, history)
     raw_symbols = meta.get("symbols", ALL_SYMBOLS).strip()
     symbols = (
         ()
@@ -524,6 +609,17 @@ def _num(x: float) -> float | int:
     return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
 
 
+def _scaler_text(scaler: Normalization | None) -> str:
+    if scaler is None:
+        return "baked"
+    clip = {} if scaler.clip is None else {"clip": scaler.clip}
+    if isinstance(scaler, RollingZScore):
+        return json.dumps({"kind": ROLLING_ZSCORE, "window": scaler.window} | clip)
+    return json.dumps(
+        {"mean": [_num(v) for v in scaler.mean], "scale": [_num(v) for v in scaler.scale]} | clip
+    )
+
+
 def to_metadata(contract: ModelContract) -> dict[str, str]:
     """The ``metadata_props`` that declare ``contract`` (the inverse of :func:`parse_contract`)."""
     meta = {
@@ -535,15 +631,7 @@ def to_metadata(contract: ModelContract) -> dict[str, str]:
         "layout": contract.layout.value,
         "input_name": contract.input_name,
         "output_name": contract.output_name,
-        "scaler": "baked"
-        if contract.scaler is None
-        else json.dumps(
-            {
-                "mean": [_num(v) for v in contract.scaler.mean],
-                "scale": [_num(v) for v in contract.scaler.scale],
-            }
-            | ({} if contract.scaler.clip is None else {"clip": contract.scaler.clip})
-        ),
+        "scaler": _scaler_text(contract.scaler),
         "output": contract.output,
         "long_threshold": repr(contract.long_threshold),
         "short_threshold": repr(contract.short_threshold),

@@ -322,7 +322,7 @@ class Trader:
                 out[symbol] = f"{model.contract.model_version} does not trade {symbol}"
             elif not state.window.ready:
                 window = state.window
-                out[symbol] = f"window {window.filled}/{window.window} bars"
+                out[symbol] = f"window {window.filled}/{window.needed} bars"
             elif state.atr_value is None:
                 out[symbol] = "1-minute ATR warming"
             else:

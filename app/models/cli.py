@@ -198,10 +198,13 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         raise ConfigError("training needs torch: pip install 'appliance[train]'") from exc
     from app.engine.inference import load_model
     from app.models.dataset import read
+    from app.models.normalize import parse_normalize
     from app.models.train import TrainConfig, train
 
+    norm = parse_normalize(ns.normalize, TrainConfig.clip)
     spec, parts, meta = read(ns.data)
     cfg = TrainConfig(
+        rolling=0 if norm is None else norm.window,
         arch=ns.arch,
         window=ns.window,
         label=ns.label,
@@ -219,10 +222,12 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     figures = dict(result.figures)
     if not ns.no_backtest:
         start, end = result.test_range_ms
+        # A rolling z-score warms over its N bars too, before the windows.
+        warmup_ms = _WARMUP_MS + cfg.rolling * spec.bar_interval_s * 1000
         events = (
             e
             for e in open_sources(meta["sources"])
-            if start - _WARMUP_MS <= e[0] // 1_000_000 <= end
+            if start - warmup_ms <= e[0] // 1_000_000 <= end
         )
         figures["backtest_test_period"] = _backtest(model, events, ns).as_dict()
     print(json.dumps({"model": str(ns.out), "sha256": model.sha256, **figures}, indent=1))
@@ -257,6 +262,8 @@ def _cmd_backtest(ns: argparse.Namespace) -> int:
     from app.engine.inference import load_model
     from app.models.backtest import format_result
 
+    if ns.save and ns.report is not None:
+        raise ConfigError("backtest: give --report DIR or --save, not both")
     model = load_model(ns.model)
     sources = _sources(ns)
     result = _backtest(model, open_inputs(sources), ns)
@@ -264,10 +271,12 @@ def _cmd_backtest(ns: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), indent=1))
     else:
         print(format_result(result))
-    if ns.report is not None:
+    if ns.report is not None or ns.save:
         from app.models.report import write_report
+        from app.store.reports import new_report_dir
 
-        paths = write_report(result, model, ns.report, sources)
+        out = ns.report or new_report_dir(ns.data_dir, model.contract.model_version)
+        paths = write_report(result, model, out, sources)
         print(f"report: {paths[1]} (figures in {paths[0]})", file=sys.stderr)
     return 0
 
@@ -338,21 +347,7 @@ def register(sub: Any) -> None:
 
     _register_download(sub)
 
-    p = sub.add_parser("train", help="train an MLP or GRU (needs torch), or --default")
-    p.add_argument("--default", action="store_true", help="regenerate models/default.onnx")
-    p.add_argument("--segment-minutes", type=int, default=None, help="with --default")
-    p.add_argument("--data", type=Path, help="a dataset written by appliance dataset")
-    p.add_argument("--out", type=Path)
-    p.add_argument("--arch", choices=("mlp", "gru"), default="mlp")
-    p.add_argument("--label", choices=("horizon", "triple"), default="horizon")
-    p.add_argument("--window", type=int, default=16)
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--walk-forward", type=int, default=3, help="folds (0: none)")
-    p.add_argument("--int8", action="store_true", help="try int8; kept only if faster")
-    p.add_argument("--no-backtest", action="store_true", help="skip the test-period backtest")
-    p.set_defaults(func=_cmd_train)
+    _register_train(sub)
 
     p = sub.add_parser("backtest", help="the decision loop over a recording, paper execution")
     p.add_argument("--model", type=Path, required=True)
@@ -362,6 +357,12 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--report", type=Path, metavar="DIR", help="write report.json and report.html into DIR"
+    )
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="write the report under <data-dir>/reports/<time>_<model>/ (the panel's Models "
+        "page lists those)",
     )
     p.set_defaults(func=_cmd_backtest)
 
@@ -387,6 +388,32 @@ def register(sub: Any) -> None:
             a.add_argument("ref", nargs="?" if action == "shadow" else None, help=ref_help)
         a.add_argument("--actor", default="", help="who is asking (journalled)")
         a.set_defaults(func=_cmd_model_ctl)
+
+
+def _register_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train an MLP or GRU (needs torch), or --default")
+    p.add_argument("--default", action="store_true", help="regenerate models/default.onnx")
+    p.add_argument("--segment-minutes", type=int, default=None, help="with --default")
+    p.add_argument("--data", type=Path, help="a dataset written by appliance dataset")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--arch", choices=("mlp", "gru"), default="mlp")
+    p.add_argument("--label", choices=("horizon", "triple"), default="horizon")
+    p.add_argument("--window", type=int, default=16)
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--walk-forward", type=int, default=3, help="folds (0: none)")
+    p.add_argument("--int8", action="store_true", help="try int8; kept only if faster")
+    p.add_argument(
+        "--normalize",
+        default="fixed",
+        metavar="fixed|rolling:N",
+        help="fixed: a scaler fitted on the training split, in the graph (default); rolling:N: "
+        "a rolling z-score over the last N bars per feature, declared in the contract and "
+        "applied by the engine (no decision before N + window - 1 bars)",
+    )
+    p.add_argument("--no-backtest", action="store_true", help="skip the test-period backtest")
+    p.set_defaults(func=_cmd_train)
 
 
 def _register_download(sub: Any) -> None:

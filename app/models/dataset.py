@@ -281,14 +281,38 @@ def build(
 
 
 def read(path: Path) -> tuple[DatasetSpec, list[Labelled], dict[str, Any]]:
-    """A CSV dataset back as per-symbol arrays, with its spec from the sidecar."""
-    meta: dict[str, Any] = json.loads(path.with_name(path.name + ".json").read_text())
-    raw_spec = meta["spec"]
-    spec = DatasetSpec(**{**raw_spec, "features": tuple(raw_spec["features"])})
+    """A CSV dataset back as per-symbol arrays, with its spec from the sidecar.
+
+    Raises :class:`ConfigError` saying what is wrong (no file, no or a broken sidecar, rows that
+    do not parse), never a bare ``OSError`` or ``KeyError``."""
+    sidecar = path.with_name(path.name + ".json")
+    if not path.is_file():
+        raise ConfigError(f"dataset {path} does not exist: write one with appliance dataset")
+    try:
+        meta: dict[str, Any] = json.loads(sidecar.read_text())
+        raw_spec = meta["spec"]
+        spec = DatasetSpec(**{**raw_spec, "features": tuple(raw_spec["features"])})
+        spec.check()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"dataset {path} has no sidecar {sidecar.name} (appliance dataset writes both)"
+        ) from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"dataset {path}: its sidecar {sidecar.name} is not one appliance dataset wrote "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    try:
+        return spec, _read_rows(path, spec), meta
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"dataset {path}: a row does not parse ({exc})") from exc
+
+
+def _read_rows(path: Path, spec: DatasetSpec) -> list[Labelled]:
     by_symbol: dict[tuple[int, str], list[list[str]]] = {}
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
-        header = next(reader)
+        header = next(reader, None)
         if header != columns(spec):
             raise ConfigError(f"{path}: columns do not match its sidecar's spec")
         for rec in reader:
@@ -316,4 +340,4 @@ def read(path: Path) -> tuple[DatasetSpec, list[Labelled], dict[str, Any]]:
                 col(rows, base + 3),
             )
         )
-    return spec, parts, meta
+    return parts

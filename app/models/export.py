@@ -75,12 +75,19 @@ def run_ort(model: bytes, x: F64) -> F64:
     return np.asarray([float(np.ravel(sess.run(None, {name: w[None]})[0])[0]) for w in x32])
 
 
-def golden(model: bytes, x: F64, picks: list[int], tolerance: float) -> Golden:
-    """Golden cases from what onnxruntime computes for the picked raw windows."""
+def golden(
+    model: bytes, x: F64, picks: list[int], tolerance: float, raw: list[F64] | None = None
+) -> Golden:
+    """Golden cases from what onnxruntime computes for the picked windows ``x[picks]`` (the
+    graph's input). Their inputs are those windows, or ``raw`` when the engine normalises
+    (a rolling z-score: the raw rows, history included, that the windows were made from)."""
     out = run_ort(model, x[picks])
+    # Raw history stays float64, as the engine's normaliser reads it: a feature that barely
+    # moves over N bars has z-scores that float32 rounding of its raw values would change.
+    inputs = [x[i].astype(np.float32) for i in picks] if raw is None else raw
     cases = tuple(
-        GoldenCase(tuple(tuple(float(v) for v in row) for row in x[i].astype(np.float32)), float(o))
-        for i, o in zip(picks, out, strict=True)
+        GoldenCase(tuple(tuple(float(v) for v in row) for row in r), float(o))
+        for r, o in zip(inputs, out, strict=True)
     )
     return Golden(tolerance, cases)
 

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine.model_contract import SCHEMA_VERSION, Layout, ModelContract
+from app.engine.model_contract import SCHEMA_VERSION, Layout, ModelContract, RollingZScore
 from app.errors import ConfigError
 from app.models import export
 from app.models.dataset import DatasetSpec, Labelled
 from app.models.metrics import summary
+from app.models.normalize import normalize_parts
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -57,6 +58,7 @@ class TrainConfig:
     threshold_quantile: float = 0.1
     clip: float = 5.0
     int8: bool = False
+    rolling: int = 0  # > 0: a rolling z-score over this many bars (the contract declares it)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Windows:
     y: F64  # (n,)
     ts_ms: I64  # the window's last bar close
     symbol: npt.NDArray[np.str_]
+    at: I64  # (n, 2): the series' index in ``parts`` and the window's last row in it
 
 
 class DatasetTooSmall(ConfigError):
@@ -85,8 +88,8 @@ def _usable_text(parts: list[Labelled], label: str) -> str:
 
 def windows(parts: list[Labelled], window: int, horizon: int, label: str) -> Windows:
     """Every usable labelled window of every symbol, in time order."""
-    xs, ys, ts, syms = [], [], [], []
-    for p in parts:
+    xs, ys, ts, syms, ats = [], [], [], [], []
+    for k, p in enumerate(parts):
         n = len(p.ts_ms)
         if n < window + horizon:
             continue
@@ -104,6 +107,7 @@ def windows(parts: list[Labelled], window: int, horizon: int, label: str) -> Win
         ys.append(y_all[ends][keep])
         ts.append(p.ts_ms[ends][keep])
         syms.append(np.full(int(keep.sum()), p.symbol))
+        ats.append(np.stack([np.full(int(keep.sum()), k), ends[keep]], axis=1))
     if not xs:
         longest = max((len(p.ts_ms) for p in parts), default=0)
         raise DatasetTooSmall(
@@ -114,8 +118,21 @@ def windows(parts: list[Labelled], window: int, horizon: int, label: str) -> Win
     t = np.concatenate(ts)
     order = np.argsort(t, kind="stable")
     return Windows(
-        np.concatenate(xs)[order], np.concatenate(ys)[order], t[order], np.concatenate(syms)[order]
+        np.concatenate(xs)[order],
+        np.concatenate(ys)[order],
+        t[order],
+        np.concatenate(syms)[order],
+        np.concatenate(ats)[order],
     )
+
+
+def constant_features(x: F64, names: tuple[str, ...]) -> list[str]:
+    """The features whose every value in windows ``x`` (n, window, features) is the same."""
+    rows = x.reshape(-1, x.shape[2])
+    if not len(rows):
+        return list(names)
+    same = (rows == rows[0]).all(axis=0)
+    return [n for n, s in zip(names, same.tolist(), strict=True) if s]
 
 
 def chrono_split(n: int, train_share: float, val_share: float, purge: int) -> tuple[I64, I64, I64]:
@@ -234,7 +251,7 @@ def walk_forward(cfg: TrainConfig, w: Windows, purge: int) -> list[dict[str, flo
 
 
 def _take(w: Windows, idx: I64) -> Windows:
-    return Windows(w.x[idx], w.y[idx], w.ts_ms[idx], w.symbol[idx])
+    return Windows(w.x[idx], w.y[idx], w.ts_ms[idx], w.symbol[idx], w.at[idx])
 
 
 def _picks(p: F64, seed: int) -> list[int]:
@@ -250,11 +267,12 @@ class TrainResult:
     test_range_ms: tuple[int, int]
 
 
-def train(
-    cfg: TrainConfig, spec: DatasetSpec, parts: list[Labelled], meta: dict[str, Any]
-) -> TrainResult:
-    """Fit, evaluate, export, and embed the contract; the model file's bytes and the figures."""
-    w = windows(parts, cfg.window, spec.horizon_bars, cfg.label)
+def split_checked(
+    cfg: TrainConfig, spec: DatasetSpec, parts: list[Labelled], w: Windows
+) -> tuple[Windows, Windows, Windows, list[str]]:
+    """Train, validation and test windows, and the features constant over training; raises
+    :class:`DatasetTooSmall` saying why when they cannot train a model (too few windows, one
+    class only, every feature constant)."""
     tr_i, va_i, te_i = chrono_split(len(w.y), cfg.train_share, cfg.val_share, spec.horizon_bars)
     if min(len(tr_i), len(va_i), len(te_i)) < 10:
         raise DatasetTooSmall(
@@ -272,6 +290,29 @@ def train(
                 f"--label {cfg.label}): there is nothing to learn; use more data or other "
                 f"label parameters"
             )
+    constant = constant_features(tr.x, spec.features)
+    if len(constant) == len(spec.features):
+        raise DatasetTooSmall(
+            f"every feature is constant over the training split ({', '.join(constant)}): "
+            "there is nothing to learn from; use more data or other --features"
+        )
+    return tr, va, te, constant
+
+
+def train(
+    cfg: TrainConfig, spec: DatasetSpec, parts: list[Labelled], meta: dict[str, Any]
+) -> TrainResult:
+    """Fit, evaluate, export, and embed the contract; the model file's bytes and the figures.
+
+    With ``cfg.rolling`` the rows are first replaced by their rolling z-scores
+    (:mod:`app.models.normalize`, the engine's code) and the contract declares it; golden cases
+    then carry the ``rolling - 1`` raw rows of history before each window."""
+    norm = RollingZScore(cfg.rolling, cfg.clip) if cfg.rolling else None
+    raw_parts = parts
+    if norm is not None:
+        parts = normalize_parts(parts, norm)
+    w = windows(parts, cfg.window, spec.horizon_bars, cfg.label)
+    tr, va, te, constant = split_checked(cfg, spec, parts, w)
     fitted = fit(cfg, tr, va)
     p_val = fitted.predict(va.x, cfg.clip)
     long_t = round(float(np.quantile(p_val, 1.0 - cfg.threshold_quantile)), 4)
@@ -283,6 +324,8 @@ def train(
         for split, part in (("train", tr), ("validation", va), ("test", te))
     }
     figures["epochs"] = fitted.epochs
+    if constant:  # kept (a constant input costs nothing), but worth knowing
+        figures["constant_features"] = constant
     if cfg.walk_forward:
         figures["walk_forward"] = walk_forward(cfg, w, spec.horizon_bars)
     fp32 = export.export_torch(fitted.net, fitted.mean, fitted.scale, cfg.window, cfg.clip)
@@ -290,6 +333,10 @@ def train(
     p_test_ort = export.run_ort(fp32, te.x)
     figures["torch_vs_onnxruntime_max_diff"] = float(np.max(np.abs(p_test_torch - p_test_ort)))
     picks = _picks(p_test_ort, cfg.seed)
+    raw = None
+    if norm is not None:  # each picked window with the raw history its z-scores came from
+        rows = cfg.window + norm.window - 1
+        raw = [raw_parts[k].x[end - rows + 1 : end + 1] for k, end in te.at[picks].tolist()]
     first, last = int(w.ts_ms[0]), int(w.ts_ms[-1])
 
     def contract(tolerance: float, model: bytes, suffix: str) -> ModelContract:
@@ -302,7 +349,7 @@ def train(
             layout=Layout.WINDOW,
             input_name=export.INPUT_NAME,
             output_name=export.OUTPUT_NAME,
-            scaler=None,
+            scaler=norm,
             output="prob_up",
             long_threshold=long_t,
             short_threshold=short_t,
@@ -319,7 +366,7 @@ def train(
                     "test the rest, by time",
                 }
             ),
-            golden=export.golden(model, te.x, picks, tolerance),
+            golden=export.golden(model, te.x, picks, tolerance, raw),
             description=f"{cfg.arch.upper()} ({cfg.hidden} hidden) trained by appliance train; "
             f"config {json.dumps(asdict(cfg))}",
             metrics=json.dumps(figures),

@@ -19,7 +19,11 @@ from .panelproc import PASSWORD, PanelHandle, csrf_from, login, page_token
 pytestmark = pytest.mark.slow
 
 PUBLIC = {"/login", "/setup", "/favicon.ico"}  # the icon shows on the login page too
-PARAMS = {"{action}": "activate", "{name}": "trading_2026-01-01.db.zst"}
+PARAMS = {
+    "{action}": "activate",
+    "{name}": "trading_2026-01-01.db.zst",
+    "{report_id}": "20260101T000000Z_default",
+}
 
 
 def _all_routes(tmp_path: Path) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ from app.engine.model_contract import (
     GoldenCase,
     Layout,
     ModelContract,
+    RollingZScore,
     Scaler,
     TensorInfo,
     check_io,
@@ -68,6 +69,31 @@ def test_metadata_round_trip(clip: float | None) -> None:
     parsed, problems = parse_contract(meta)
     assert problems == []
     assert parsed == c
+
+
+@pytest.mark.parametrize("clip", [None, 4.0])
+def test_rolling_zscore_round_trips(clip: float | None) -> None:
+    c = contract(
+        scaler=RollingZScore(5, clip),
+        golden=Golden(1e-4, (GoldenCase(((0.0, 50.0),) * 7, 0.5),)),
+    )
+    meta = to_metadata(c)
+    assert json.loads(meta["scaler"]) == {"kind": "rolling_zscore", "window": 5} | (
+        {} if clip is None else {"clip": clip}
+    )
+    parsed, problems = parse_contract(meta)
+    assert problems == []
+    assert parsed == c
+    assert parsed.raw_rows == 7 and parsed.window_shape == (7, 2)
+
+
+def test_fixed_scaler_may_name_its_kind() -> None:
+    meta = to_metadata(contract()) | {
+        "scaler": '{"kind": "fixed", "mean": [0, 1], "scale": [1, 2]}'
+    }
+    parsed, problems = parse_contract(meta)
+    assert problems == [] and parsed is not None
+    assert parsed.scaler == Scaler((0.0, 1.0), (1.0, 2.0))
 
 
 def test_every_required_key_missing_is_its_own_message() -> None:
@@ -124,6 +150,46 @@ def test_unknown_feature_names_the_bad_one() -> None:
             "scaler",
             '{"mean": [0, 0], "scale": [1, 1], "clip": true}',
             "metadata scaler clip must be a positive number, got True",
+        ),
+        (
+            "scaler",
+            '{"kind": "rolling_zscore", "window": 1}',
+            "metadata scaler rolling_zscore window must be an integer from 2 to 100000 (bars "
+            "per feature), got 1",
+        ),
+        (
+            "scaler",
+            '{"kind": "rolling_zscore", "window": 500.5}',
+            "rolling_zscore window must be an integer from 2 to 100000",
+        ),
+        (
+            "scaler",
+            '{"kind": "rolling_zscore", "window": 1000001}',
+            "rolling_zscore window must be an integer from 2 to 100000",
+        ),
+        (
+            "scaler",
+            '{"kind": "rolling_zscore", "window": "500"}',
+            "rolling_zscore window must be an integer from 2 to 100000",
+        ),
+        ("scaler", '{"kind": "rolling_zscore"}', "got None"),
+        (
+            "scaler",
+            '{"kind": "rolling_zscore", "window": 50, "clip": 0}',
+            "metadata scaler clip must be a positive number, got 0",
+        ),
+        (
+            "scaler",
+            '{"kind": "rolling_zscore", "window": 50, "min_periods": 10}',
+            "metadata scaler rolling_zscore has unknown keys min_periods",
+        ),
+        ("scaler", '{"kind": "ewma", "window": 50}', "metadata scaler kind 'ewma' is not one of"),
+        ("scaler", '"fixed"', 'metadata scaler must be "baked", JSON {"mean"'),
+        (
+            "scaler",
+            '{"kind": "rolling_zscore", "window": 5}',
+            "input is 3 rows of 2 values, the contract declares window x features = 7x2 "
+            "(window 3 + 4 rows of history)",
         ),
         ("golden", "{", "metadata golden is not valid JSON"),
         ("golden", '{"tolerance": 0.1, "cases": []}', "metadata golden has no cases"),

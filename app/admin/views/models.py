@@ -1,9 +1,13 @@
 """Models: upload (streamed, then ``model.add``), list, activate, shadow, promote, roll back,
-delete (with the password); the shadow's signals and paper PnL beside the active model's."""
+delete (with the password); the shadow's signals and paper PnL beside the active model's; the
+backtest reports saved under the data directory (``appliance backtest --save``), each served as
+its own self-contained page under a CSP that lets nothing load or run."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from starlette.requests import Request
@@ -14,10 +18,12 @@ from app.admin import modelview
 from app.admin.errorpages import error_page
 from app.admin.redact import hide_paths
 from app.admin.render import render
+from app.admin.security import report_csp
 from app.admin.state import actor_of, panel_of
 from app.admin.uploads import UploadError, receive_upload
 from app.admin.views.common import check_password, command, form_dict
 from app.ctl import Reply
+from app.store import reports as reportstore
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +41,52 @@ def _listing_context(listing: Reply[contract.ModelList]) -> dict[str, Any]:
     }
 
 
+def _report_rows(reports: list[reportstore.SavedReport]) -> list[dict[str, Any]]:
+    rows = []
+    for r in reports:
+        try:
+            pnl = None if r.pnl is None else Decimal(r.pnl)
+        except InvalidOperation:
+            pnl = None
+        rows.append({"report": r, "pnl": pnl, "period": _period(r.start, r.end)})
+    return rows
+
+
+def _period(start: str, end: str) -> str:
+    """``2024-01-01 00:00 – 06:00 UTC`` (the date once when both ends share it)."""
+    if len(start) < 16 or len(end) < 16:
+        return ""
+    a, b = start[:16].replace("T", " "), end[:16].replace("T", " ")
+    return f"{a} – {b[11:] if a[:10] == b[:10] else b} UTC"
+
+
 async def _page(
     request: Request, outcome: dict[str, Any] | None = None, code: int = 200
 ) -> Response:
-    listing = await command(request, contract.MODEL_LIST)
-    ctx = {**_listing_context(listing), "outcome": outcome}
+    listing, reports = await asyncio.gather(
+        command(request, contract.MODEL_LIST),
+        asyncio.to_thread(reportstore.list_reports, panel_of(request).cfg.data_dir),
+    )
+    ctx = {**_listing_context(listing), "outcome": outcome, "reports": _report_rows(reports)}
     return await render(request, "models.html", ctx, status_code=code)
+
+
+async def report_page(request: Request) -> Response:
+    """A saved report's page, looked up among the listed ids (never by path)."""
+    rid = request.path_params["report_id"]
+    report = await asyncio.to_thread(reportstore.find_report, panel_of(request).cfg.data_dir, rid)
+    missing = "There is no saved backtest report of that name."
+    if report is None:
+        return error_page(request, 404, missing)
+    try:
+        html = await asyncio.to_thread((report.path / reportstore.HTML_NAME).read_bytes)
+    except OSError:
+        return error_page(request, 404, missing)
+    return Response(
+        html,
+        media_type="text/html; charset=utf-8",
+        headers={"content-security-policy": report_csp(html)},
+    )
 
 
 async def models_page(request: Request) -> Response:
