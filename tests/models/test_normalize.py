@@ -55,6 +55,7 @@ def test_train_with_a_rolling_zscore(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_train_refuses_a_bad_normalize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")  # without it, `train` stops first at "training needs torch"
     code = main(["train", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "m"),
                  "--normalize", "rolling:1"])  # fmt: skip
     err = capsys.readouterr().err
