@@ -35,6 +35,7 @@ import struct
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -162,7 +163,8 @@ class LoadedModel:
         scratch = self._scratch
         if scratch is not None:
             scratch.clear()
-            for raw in window.tolist():
+            # tolist's declared type is a union over every rank; a checked window is 2-D.
+            for raw in cast("list[list[float]]", window.tolist()):
                 scratch.push(raw)
             np.copyto(rows, scratch.view())
             self._run()
