@@ -155,10 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_ctl.set_defaults(func=_cmd_ctl)
 
     p_bench = sub.add_parser("bench", help="the decision loop over a recording, with figures")
-    from app.node import bench
-
-    bench.add_arguments(p_bench)
-    p_bench.set_defaults(func=bench.main)
+    _bench_arguments(p_bench)
+    p_bench.set_defaults(func=_cmd_bench)
 
     p_native = sub.add_parser("native", help="the mypyc build of the per-message modules")
     p_native.add_argument("action", nargs="?", choices=("status", "build"), default="status")
@@ -178,6 +176,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_backup(sub)
     return parser
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    default_model = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
+    parser.add_argument("--replay", type=Path, required=True, help="jsonl or raw-log recording")
+    parser.add_argument("--snapshots", type=Path, help="REST depth snapshots for the recording")
+    parser.add_argument("--exchange-info", type=Path, help="exchangeInfo for the filters")
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--model", type=Path, default=default_model)
+    parser.add_argument(
+        "--decide",
+        choices=("bar", "event"),
+        default="bar",
+        help="bar: decide at bar closes, as the engine does (default); event: on every message",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs; each figure is the median over them"
+    )
+    parser.add_argument("--json", action="store_true")
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from app.node import bench  # numpy and onnxruntime: only for the command that needs them
+
+    return bench.main(ns)
 
 
 def _cmd_native(ns: argparse.Namespace) -> int:

@@ -13,19 +13,14 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import ConfigError
-from app.models.replay import (
-    DAY0_MS,
-    Replayed,
-    ReplayItem,
-    SimSeries,
-    recording_events,
-    recording_inputs,
-    sim_events,
-    sim_inputs,
-)
+
+# Every `appliance` command builds this parser: what a command needs is imported when it runs,
+# so that `appliance engine` or `appliance ctl` never loads the replay's simulator and recorder.
+if TYPE_CHECKING:
+    from app.models.replay import Replayed, ReplayItem, SimSeries
 
 _SIM_PREFIX = "sim:"
 _WARMUP_MS = 20 * 60_000  # the risk ATR (14 one-minute bars) and the windows warm up first
@@ -40,6 +35,8 @@ def sim_source(series: SimSeries) -> str:
 
 
 def parse_sim(source: str) -> SimSeries:
+    from app.models.replay import SimSeries
+
     fields = dict(kv.split("=", 1) for kv in source.removeprefix(_SIM_PREFIX).split(";"))
     return SimSeries(
         tuple(fields["symbols"].split(",")),
@@ -51,6 +48,8 @@ def parse_sim(source: str) -> SimSeries:
 
 def open_sources(sources: Sequence[str]) -> Iterator[Replayed]:
     """Events of every source in turn (give recordings in time order: week files sort so)."""
+    from app.models.replay import recording_events, sim_events
+
     for src in sources:
         if src.startswith(_SIM_PREFIX):
             yield from sim_events(parse_sim(src))
@@ -61,6 +60,8 @@ def open_sources(sources: Sequence[str]) -> Iterator[Replayed]:
 def open_inputs(sources: Sequence[str]) -> Iterator[ReplayItem]:
     """:func:`open_sources` with the engine's warm-up inputs (recorded, or for a simulator series
     the klines an engine would fetch at its start): what a backtest replays."""
+    from app.models.replay import recording_inputs, sim_inputs
+
     for src in sources:
         if src.startswith(_SIM_PREFIX):
             yield from sim_inputs(parse_sim(src))
@@ -76,6 +77,8 @@ def _recording(src: str) -> Path:
 
 
 def _sources(ns: argparse.Namespace) -> list[str]:
+    from app.models.replay import DAY0_MS, SimSeries
+
     if ns.replay:
         return [str(p) for p in ns.replay]
     symbols = tuple(s.strip().lower() for s in ns.sim_symbols.split(",") if s.strip())

@@ -304,25 +304,6 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
     }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    default_model = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
-    parser.add_argument("--replay", type=Path, required=True, help="jsonl or raw-log recording")
-    parser.add_argument("--snapshots", type=Path, help="REST depth snapshots for the recording")
-    parser.add_argument("--exchange-info", type=Path, help="exchangeInfo for the filters")
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--model", type=Path, default=default_model)
-    parser.add_argument(
-        "--decide",
-        choices=("bar", "event"),
-        default="bar",
-        help="bar: decide at bar closes, as the engine does (default); event: on every message",
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="runs; each figure is the median over them"
-    )
-    parser.add_argument("--json", action="store_true")
-
-
 # Figures that vary from run to run; with --repeat each is the median over the runs.
 _VARYING = ("msgs_per_s", "decisions_per_s", "p50_us", "p99_us", "p999_us", "max_us", "rss_mb")
 

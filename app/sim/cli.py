@@ -10,7 +10,6 @@ from pathlib import Path
 from app.config import DEFAULT_SIM_PORT
 from app.errors import ConfigError
 from app.sim.config import DEFAULT_FUNDING_INTERVAL_S, FaultSettings, SimConfig, TradingSettings
-from app.sim.server import serve
 from app.sim.symbols import SYMBOL_RE
 
 
@@ -134,6 +133,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:  # noqa: PLR0912
 
 def run(args: argparse.Namespace) -> int:
     """The ``sim`` handler: serve until SIGTERM/SIGINT, return 0."""
+    # Here, not at the top: every `appliance` command builds the parser, and the engine and
+    # `appliance ctl` have no use for the simulator's web server.
+    from app.sim.server import serve
+
     return serve(config_from_args(args))
 
 

@@ -13,6 +13,13 @@ import pytest
 from app import native
 
 
+@pytest.fixture(autouse=True)
+def _native_not_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read build directories; a caller's APPLIANCE_NATIVE=0 (`just mutate` sets it)
+    would answer before any of them is looked at."""
+    monkeypatch.delenv("APPLIANCE_NATIVE", raising=False)
+
+
 def fake_build(directory: Path, **stamp_changes: object) -> Path:
     """A build directory as `appliance native build` leaves it (empty files stand for the
     extensions: check() looks at the stamp and that every file is there, it loads none)."""
