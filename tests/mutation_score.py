@@ -4,7 +4,7 @@
 all, killed (a timeout counts as killed: the mutant hung the tests), survived, no tests (no test in
 the selection reaches the function), not checked (not run yet), and the score, killed over all.
 The issue's target is a score of 90 % or more per module; ``mutmut show NAME`` shows a survivor's
-diff, and the equivalent ones are listed with their reasons in the closing note of issue 22.
+diff, and the equivalent ones are listed with their reasons in tests/mutation-equivalents.md.
 
 Not a test module (no ``test_`` prefix): pytest never collects it.
 """

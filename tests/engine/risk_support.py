@@ -16,12 +16,13 @@ from typing import Any
 
 from app.binance.filters import SymbolFilters, parse_symbol_filters
 from app.clock import ManualClock
+from app.config import RiskConfig
 from app.engine.book import DiffDepthSync, OrderBook
 from app.engine.decode import decode_frame
 from app.engine.events import AggTrade, DepthUpdate, Event, Level, MarkPriceUpdate
-from app.engine.orders import ClientOrderIds, Side
+from app.engine.orders import ClientOrderIds, Fill, Liquidity, Side
 from app.engine.portfolio import AccountSnapshot, Portfolio
-from app.engine.risk import Intent, RiskConfig, RiskContext, RiskGate
+from app.engine.risk import Intent, RiskContext, RiskGate
 from app.store import db, schema
 from tests.engine.reference import MARKET, recorded_frames, recorded_snapshots
 
@@ -163,3 +164,21 @@ def context(account: AccountSnapshot, symbol: str = SUSHI, **pending: Decimal) -
 
 def flat_account(clock: ManualClock, balance: str = "10000") -> AccountSnapshot:
     return Portfolio(Decimal(balance)).snapshot(clock.time_ns())
+
+
+def holding_account(
+    clock: ManualClock,
+    *fills: tuple[str, Side, str, str],
+    balance: str = "10000",
+    marks: dict[str, str] | None = None,
+) -> AccountSnapshot:
+    """An account holding positions opened by fee-free fills (symbol, side, qty, price), each
+    then marked at ``marks[symbol]`` (at its fill price when not given)."""
+    portfolio = Portfolio(Decimal(balance))
+    for symbol, side, qty, price in fills:
+        portfolio.apply_fill(
+            Fill("x", symbol, side, Decimal(price), Decimal(qty), Decimal(0), Liquidity.TAKER, 0)
+        )
+    for symbol, mark in (marks or {}).items():
+        portfolio.mark(symbol, Decimal(mark))
+    return portfolio.snapshot(clock.time_ns())
