@@ -88,36 +88,97 @@ PY
 cp --sparse=always "$raw" "$run/disk.raw"
 truncate -s "${APPLIANCE_IMAGE_TEST_DISK:-6G}" "$run/disk.raw"
 
+# The image's root partition: first byte and length (GPT), for the second boot's swap.
+read -r root_start root_len < <("$py" - "$raw" <<'PY'
+import struct, sys, uuid
+ROOT_RISCV64 = uuid.UUID("72ec70a6-cf74-40e6-bd49-4bda08e8f224")
+with open(sys.argv[1], "rb") as f:
+    f.seek(512)
+    lba, n, size = struct.unpack("<QII", f.read(92)[72:88])
+    f.seek(lba * 512)
+    for _ in range(n):
+        e = f.read(size)
+        if uuid.UUID(bytes_le=e[:16]) == ROOT_RISCV64:
+            first, last = struct.unpack("<QQ", e[32:48])
+            print(first * 512, (last - first + 1) * 512)
+            break
+PY
+)
+
+# boot_vm NAME: start QEMU on the disk (serial console in $run/NAME-serial.log); sets qemu_pid.
+boot_vm() {
+    rm -f "$run/agent.sock"
+    setsid "$MKOSI" "${opts[@]}" sandbox qemu-system-riscv64 \
+        -machine virt -cpu rv64 -m "${APPLIANCE_IMAGE_TEST_MEM:-2G}" -smp "${APPLIANCE_IMAGE_TEST_SMP:-2}" \
+        -accel tcg,thread=multi \
+        -bios default -kernel /usr/lib/u-boot/qemu-riscv64_smode/uboot.elf \
+        -drive file="$run/disk.raw",if=none,format=raw,id=hd0,discard=unmap \
+        -device virtio-blk-device,drive=hd0 \
+        -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$panel_port-:8080,guestfwd=tcp:10.0.2.100:9100-cmd:socat - TCP:127.0.0.1:$sim_port" \
+        -device virtio-net-device,netdev=n0 \
+        -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-device,rng=rng0 \
+        -device virtio-serial-device \
+        -chardev socket,id=agent,path="$run/agent.sock",server=on,wait=off \
+        -device virtserialport,chardev=agent,name=org.appliance.test \
+        -display none -monitor none -serial file:"$run/$1-serial.log" \
+        >"$run/$1-qemu.log" 2>&1 &
+    qemu_pid=$!
+    for _ in $(seq 60); do [ -S "$run/agent.sock" ] && break; sleep 1; done
+    [ -S "$run/agent.sock" ] || { cat "$run/$1-qemu.log" >&2; die "QEMU did not start"; }
+}
+
+# checks PHASE NAME: image_checks.py against the running VM.
+checks() {
+    "$py" "$IMAGE_REPO/tests/image/image_checks.py" --agent "$run/agent.sock" \
+        --panel "http://127.0.0.1:$panel_port" --serial-log "$run/$2-serial.log" \
+        --model "$IMAGE_REPO/models/default.onnx" --image-root-bytes "$root_bytes" \
+        --boot-timeout "${APPLIANCE_IMAGE_BOOT_TIMEOUT:-900}" --diagnostics "$run/$2-guest.log" \
+        --only "${APPLIANCE_IMAGE_TEST_ONLY:-}" \
+        --reference "${APPLIANCE_REFERENCE_DIR:-$IMAGE_REPO/../shared/reference}" \
+        --bench-messages "${APPLIANCE_IMAGE_BENCH_MESSAGES:-20000}" \
+        --bench-rounds "${APPLIANCE_IMAGE_BENCH_ROUNDS:-1}" \
+        --bench-decide "${APPLIANCE_IMAGE_BENCH_DECIDE:-bar}" \
+        --phase "$1" --facts "$run/facts.json"
+}
+
 start=$SECONDS
 log "booting $raw (sim on 127.0.0.1:$sim_port, panel on 127.0.0.1:$panel_port, logs in $logs)"
-setsid "$MKOSI" "${opts[@]}" sandbox qemu-system-riscv64 \
-    -machine virt -cpu rv64 -m "${APPLIANCE_IMAGE_TEST_MEM:-2G}" -smp "${APPLIANCE_IMAGE_TEST_SMP:-2}" \
-    -accel tcg,thread=multi \
-    -bios default -kernel /usr/lib/u-boot/qemu-riscv64_smode/uboot.elf \
-    -drive file="$run/disk.raw",if=none,format=raw,id=hd0,discard=unmap \
-    -device virtio-blk-device,drive=hd0 \
-    -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$panel_port-:8080,guestfwd=tcp:10.0.2.100:9100-cmd:socat - TCP:127.0.0.1:$sim_port" \
-    -device virtio-net-device,netdev=n0 \
-    -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-device,rng=rng0 \
-    -device virtio-serial-device \
-    -chardev socket,id=agent,path="$run/agent.sock",server=on,wait=off \
-    -device virtserialport,chardev=agent,name=org.appliance.test \
-    -display none -monitor none -serial file:"$run/serial.log" \
-    >"$run/qemu.log" 2>&1 &
-qemu_pid=$!
-for _ in $(seq 60); do [ -S "$run/agent.sock" ] && break; sleep 1; done
-[ -S "$run/agent.sock" ] || { cat "$run/qemu.log" >&2; die "QEMU did not start"; }
-
+boot_vm first
 rc=0
-"$py" "$IMAGE_REPO/tests/image/image_checks.py" --agent "$run/agent.sock" \
-    --panel "http://127.0.0.1:$panel_port" --serial-log "$run/serial.log" \
-    --model "$IMAGE_REPO/models/default.onnx" --image-root-bytes "$root_bytes" \
-    --boot-timeout "${APPLIANCE_IMAGE_BOOT_TIMEOUT:-900}" --diagnostics "$run/guest.log" \
-    --only "${APPLIANCE_IMAGE_TEST_ONLY:-}" \
-    --reference "${APPLIANCE_REFERENCE_DIR:-$IMAGE_REPO/../shared/reference}" \
-    --bench-messages "${APPLIANCE_IMAGE_BENCH_MESSAGES:-20000}" \
-    --bench-rounds "${APPLIANCE_IMAGE_BENCH_ROUNDS:-1}" \
-    --bench-decide "${APPLIANCE_IMAGE_BENCH_DECIDE:-bar}" || rc=$?
+checks first first || rc=$?
+
+# What an update to a new system slot does to the disk, short of the slots themselves: the root
+# file system is replaced by the image's pristine one (its /etc/machine-id uninitialized, no
+# panel state, no first-boot mark), with the ESP and the data partition left as they are. The
+# second boot must come up as the same appliance (machine id, password, models, trading data).
+if [ "$rc" = 0 ] && [ -s "$run/facts.json" ] && grep -q before_swap "$run/facts.json"; then
+    swap=$SECONDS
+    log "powering off to replace the root file system"
+    # The agent's answer may never come: the guest goes down under it.
+    "$py" - "$run/agent.sock" <<'PY' || true
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"id": 1, "cmd": "systemctl poweroff --no-block", "timeout": 30}).encode() + b"\n")
+s.settimeout(30)
+try:
+    s.recv(4096)
+except OSError:
+    pass
+PY
+    for _ in $(seq 180); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$qemu_pid" 2>/dev/null; then
+        log "the guest did not power off within 180 s; killing QEMU"
+        kill -- "-$qemu_pid" 2>/dev/null || true
+    fi
+    wait "$qemu_pid" 2>/dev/null || true
+    qemu_pid=""
+    dd if="$raw" of="$run/disk.raw" bs=1M iflag=skip_bytes,count_bytes oflag=seek_bytes \
+        skip="$root_start" seek="$root_start" count="$root_len" conv=notrunc status=none
+    log "root file system replaced ($((root_len / 1048576)) MiB) in $((SECONDS - swap))s; booting again"
+    boot_vm swapped
+    checks swapped swapped || rc=$?
+    log "root swap: $((SECONDS - swap))s from power-off to the last check"
+fi
 log "image-test took $((SECONDS - start))s after the build; logs in $logs"
 if [ "${APPLIANCE_IMAGE_KEEP:-0}" = 1 ]; then
     log "VM kept: panel http://127.0.0.1:$panel_port, agent $run/agent.sock; Ctrl-C ends it"

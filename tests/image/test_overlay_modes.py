@@ -148,6 +148,26 @@ def test_each_service_makes_private_files_and_applies_its_lines_at_start(
     assert f"--prefix={data_dir}" in argv and argv[-1] == "/usr/lib/tmpfiles.d/appliance.conf"
 
 
+def test_the_panels_state_is_bound_from_the_data_partition() -> None:
+    """A new system slot replaces the root file system: the panel's password, key and database
+    must be on the partition no update writes, bound onto the path the panel uses."""
+    mounts = {
+        fields[1]: fields
+        for fields in (line.split() for line in (OVERLAY / "etc/fstab").read_text().splitlines())
+        if fields and not fields[0].startswith("#")
+    }
+    assert mounts[str(ENGINE_DIR)][0] == "PARTLABEL=appliance-data"
+    source, _, kind, options, *_ = mounts[str(PANEL_DIR)]
+    assert kind == "none" and "bind" in options.split(",")
+    assert Path(source).parent == ENGINE_DIR
+    assert "x-systemd.requires=appliance-data-dirs.service" in options.split(",")
+    # The unit that makes the bind's source on a fresh partition, owned as tmpfiles would.
+    dirs = unit("appliance-data-dirs.service")
+    argv = shlex.split(dirs["ExecStart"][0])
+    assert argv[-1] == source
+    assert argv[2:8] == ["-m", "0750", "-o", "appliance-panel", "-g", "appliance"]
+
+
 def _scratch_root(root: Path) -> None:
     (root / "etc").mkdir(parents=True)
     (root / "etc/passwd").write_text(
