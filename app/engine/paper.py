@@ -326,8 +326,11 @@ class PaperExchange:
             wallet = self._isolated_wallet(pos.qty, pos.cost)
             return mg.isolated_liquidation_price(pos.qty, entry, wallet, m.for_symbol(symbol))
         snap = self.portfolio.snapshot(0)
+        # A position with no mark yet is valued at its own entry price (not this one's).
         others = [
-            mg.Holding(p.symbol, p.qty, p.cost / p.qty, p.mark if p.mark is not None else entry)
+            mg.Holding(
+                p.symbol, p.qty, p.cost / p.qty, p.mark if p.mark is not None else p.cost / p.qty
+            )
             for p in self.portfolio.positions()
             if p.qty and p.symbol != symbol
         ]
