@@ -1,6 +1,7 @@
 """The order journal column by column, read back from ``orders.db`` with a connection of its own:
 what an intent, an answer, a fill, an income row, a state and a discrepancy leave on disk, the
-order rows come back in, and the sums reconciliation builds on (no simulator: fast)."""
+order rows come back in, and the sums reconciliation builds on (no simulator: fast). Stages are
+written out as the text on disk (what the panel and an operator read), not as the constants."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ async def test_an_intent_row_holds_every_field_of_a_limit_order_and_its_reason(
         "reason": "model signal",
         "model_version": "model-7",
         "parent_id": "p-9",
-        "stage": lg.INTENT,
+        "stage": "intent",
         "status": "",
         "order_id": None,
         "filled_qty": "0",
@@ -156,7 +157,7 @@ async def test_an_answer_without_a_stage_is_journalled_and_leaves_the_order_row_
     await ledger.record_intent(_order(), "signal", 10)
     await ledger.record("c-1", "error", {"code": -1001, "qty": Decimal("0.5")}, 20)
     [row] = _rows(ledger.path, "SELECT * FROM orders")
-    assert (row["stage"], row["status"], row["ts_updated_ns"]) == (lg.INTENT, "", 10)
+    assert (row["stage"], row["status"], row["ts_updated_ns"]) == ("intent", "", 10)
     events = _rows(ledger.path, "SELECT * FROM events ORDER BY id")
     assert [(e["ts_ns"], e["client_id"], e["kind"]) for e in events] == [
         (10, "c-1", "intent"),
@@ -175,7 +176,7 @@ async def test_an_answer_with_a_stage_moves_the_row_and_keeps_what_it_does_not_s
         "response",
         {"orderId": 99},
         20,
-        stage=lg.OPEN,
+        stage="open",
         status="PARTIALLY_FILLED",
         order_id=99,
         filled_qty="0.004",
@@ -185,7 +186,7 @@ async def test_an_answer_with_a_stage_moves_the_row_and_keeps_what_it_does_not_s
     [row] = _rows(ledger.path, "SELECT * FROM orders")
     assert {k: row[k] for k in ("ts_updated_ns", "stage", "status", "order_id")} == {
         "ts_updated_ns": 20,
-        "stage": lg.OPEN,
+        "stage": "open",
         "status": "PARTIALLY_FILLED",
         "order_id": 99,
     }
@@ -197,10 +198,10 @@ async def test_an_answer_with_a_stage_moves_the_row_and_keeps_what_it_does_not_s
     assert row["ts_created_ns"] == 10
     # A later answer that names no order id, quantity or price keeps the ones recorded; its
     # status and detail default to empty.
-    await ledger.record("c-1", "resolved", {}, 30, stage=lg.UNKNOWN)
+    await ledger.record("c-1", "resolved", {}, 30, stage="unknown")
     [row] = _rows(ledger.path, "SELECT * FROM orders")
     assert (row["stage"], row["status"], row["detail"], row["ts_updated_ns"]) == (
-        lg.UNKNOWN,
+        "unknown",
         "",
         "",
         30,
@@ -212,14 +213,14 @@ async def test_an_answer_with_a_stage_moves_the_row_and_keeps_what_it_does_not_s
 async def test_an_answer_moves_only_its_own_order_row(ledger: OrderLedger) -> None:
     await ledger.record_intent(_order("c-1"), "signal", 10)
     await ledger.record_intent(_order("c-2"), "signal", 11)
-    await ledger.record("c-2", "response", {}, 20, stage=lg.DONE, status="FILLED")
+    await ledger.record("c-2", "response", {}, 20, stage="done", status="FILLED")
     stages = {r["client_id"]: r["stage"] for r in _rows(ledger.path, "SELECT * FROM orders")}
-    assert stages == {"c-1": lg.INTENT, "c-2": lg.DONE}
+    assert stages == {"c-1": "intent", "c-2": "done"}
 
 
 @pytest.mark.parametrize(
     ("status", "stage"),
-    [("FILLED", lg.DONE), ("NEW", lg.OPEN), ("REJECTED", lg.REJECTED), ("EXPIRED", lg.DONE)],
+    [("FILLED", "done"), ("NEW", "open"), ("REJECTED", "rejected"), ("EXPIRED", "done")],
 )
 async def test_an_exchange_order_body_sets_stage_status_id_quantity_and_price(
     ledger: OrderLedger, status: str, stage: str
@@ -246,27 +247,28 @@ async def test_an_exchange_order_body_without_status_or_quantities_reads_as_open
     await ledger.record_intent(_order(), "signal", 10)
     await ledger.record_exchange_order({"clientOrderId": "c-1", "orderId": 5}, "response", 20)
     [row] = _rows(ledger.path, "SELECT * FROM orders")
-    assert (row["stage"], row["status"], row["order_id"]) == (lg.OPEN, "", 5)
+    assert (row["stage"], row["status"], row["order_id"]) == ("open", "", 5)
     assert (row["filled_qty"], row["avg_price"]) == ("0", "0")
 
 
 def test_every_other_exchange_status_is_still_working() -> None:
-    assert lg.stage_of("NEW_INSURANCE") == lg.OPEN
-    assert lg.stage_of("") == lg.OPEN
-    assert lg.UNSETTLED == (lg.INTENT, lg.OPEN, lg.UNKNOWN)
+    assert lg.stage_of("NEW_INSURANCE") == "open"
+    assert lg.stage_of("") == "open"
+    assert lg.UNSETTLED == ("intent", "open", "unknown")
+    assert (lg.NOT_SENT, lg.REJECTED, lg.DONE) == ("not_sent", "rejected", "done")
 
 
 async def test_order_rows_come_oldest_first_filtered_by_stage(ledger: OrderLedger) -> None:
     await ledger.record_intent(_order("late"), "signal", 300)
     await ledger.record_intent(_order("early"), "signal", 100)
     await ledger.record_intent(_order("middle"), "signal", 200)
-    await ledger.record("middle", "response", {}, 400, stage=lg.OPEN, status="NEW")
-    await ledger.record("late", "response", {}, 400, stage=lg.DONE, status="FILLED")
+    await ledger.record("middle", "response", {}, 400, stage="open", status="NEW")
+    await ledger.record("late", "response", {}, 400, stage="done", status="FILLED")
     assert [r["client_id"] for r in await ledger.orders()] == ["early", "middle", "late"]
-    assert [r["client_id"] for r in await ledger.orders((lg.INTENT,))] == ["early"]
-    assert [r["client_id"] for r in await ledger.orders((lg.OPEN, lg.DONE))] == ["middle", "late"]
+    assert [r["client_id"] for r in await ledger.orders(("intent",))] == ["early"]
+    assert [r["client_id"] for r in await ledger.orders(("open", "done"))] == ["middle", "late"]
     assert [r["client_id"] for r in await ledger.orders(lg.UNSETTLED)] == ["early", "middle"]
-    assert await ledger.orders((lg.REJECTED,)) == []
+    assert await ledger.orders(("rejected",)) == []
     assert await ledger.order("nobody") is None
     row = await ledger.order("middle")
     assert row is not None and (row["client_id"], row["status"]) == ("middle", "NEW")
@@ -290,7 +292,7 @@ async def test_a_fill_row_holds_the_exchange_execution_and_maps_its_client_id(
     ledger: OrderLedger,
 ) -> None:
     await ledger.record_intent(_order("c-1"), "signal", 10)
-    await ledger.record("c-1", "response", {}, 20, stage=lg.DONE, status="FILLED", order_id=77)
+    await ledger.record("c-1", "response", {}, 20, stage="done", status="FILLED", order_id=77)
     new = await ledger.add_fills([_fill(5), _fill(6, order_id=78)])
     assert [f.trade_id for f in new] == [5, 6]
     rows = _rows(ledger.path, "SELECT * FROM fills ORDER BY trade_id")
@@ -514,7 +516,7 @@ async def test_the_journal_survives_a_reopen(tmp_path: Path) -> None:
     try:
         assert second.path == path
         row = await second.order("c-1")
-        assert row is not None and row["stage"] == lg.INTENT
+        assert row is not None and row["stage"] == "intent"
         assert await second.get_state("baseline") == {"wallet": "100"}
     finally:
         second.close()

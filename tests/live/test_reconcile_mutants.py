@@ -443,16 +443,18 @@ async def test_income_booked_between_the_reads_is_fetched_and_compared_again(
     exchange: Exchange, ledger: OrderLedger, clock: ManualClock
 ) -> None:
     venue = await _baselined(exchange, ledger, clock)
+    exchange.pay(3, "1")
 
     def funding_lands() -> None:
         exchange.pay(4, "2.5")
 
-    exchange.set_wallet("1002.5")
+    exchange.set_wallet("1003.5")
     exchange.on_position_read.append(funding_lands)
     report = await reconcile(venue, clock, "wait")
     assert report.ok and report.discrepancies == (), report
-    assert report.recovered_income == 1
-    assert exchange.income_asked == [None, NOW // 1_000_000, NOW // 1_000_000]
+    assert report.recovered_income == 2  # one before the first read, one between the reads
+    # From the baseline's time, then from the last income recorded (tranId 3's time).
+    assert exchange.income_asked == [None, NOW // 1_000_000, 2_003]
 
 
 async def test_a_second_read_that_still_differs_is_the_finding(
@@ -616,6 +618,7 @@ async def test_a_flat_symbol_before_an_unprotected_one_does_not_hide_it(
     report = await reconcile(venue, clock, "adopt")
     assert [(d.kind, d.symbol) for d in report.discrepancies] == [("unprotected_position", BTC)]
     assert report.positions == {BTC: "0.5"}  # the flat one is left out
+    assert [(p.symbol, p.qty) for p in venue.portfolio.positions()] == [(BTC, Decimal("0.5"))]
 
 
 # -- order_unknown, what a pass queries, and protection of a flat symbol --------------------------
