@@ -444,6 +444,8 @@ async def test_income_since_a_tran_id_sums_usdt_only_and_names_the_highest_id(
     assert await ledger.income_since(2) == (Decimal("1.5"), 3)
     assert await ledger.income_since(3) == (Decimal(0), 3)
     assert await ledger.income_since(9) == (Decimal(0), 9)  # nothing newer: the id stays
+    total, _ = await ledger.income_since(9)
+    assert type(total) is Decimal  # an empty sum is a Decimal zero too, never the int 0
 
 
 async def test_state_is_a_json_value_per_key_that_a_later_write_replaces(

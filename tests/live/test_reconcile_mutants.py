@@ -283,6 +283,7 @@ async def test_the_first_pass_shows_a_position_and_a_hand_placed_order_and_waits
     assert {f[3] for f in _findings(ledger)} == {NOW}
     # The first baseline is set whatever the policy: the next pass compares with it.
     assert _state(ledger, "baseline")["positions"] == {BTC: "0.5", ETH: "0"}
+    assert _state(ledger, "baseline")["wallet"] == "1000"
 
 
 async def test_adopting_a_first_pass_finding_resolves_it_and_starts_the_books_there(
