@@ -1147,3 +1147,52 @@ async def test_flatten_closes_every_position_of_our_symbols(
     assert exchange.orders[updates[0].order.client_id]["reduceOnly"] is True
     none = await venue.flatten(lambda *_: None, "x")
     assert none == []
+
+
+async def test_a_resend_refused_by_the_exchange_is_a_rejected_order(
+    venue: LiveVenue,
+    exchange: FakeBinance,
+    ledger: OrderLedger,
+    mgate: RiskGate,
+    events: list[RiskEvent],
+) -> None:
+    # The first answer is lost; the order is not found twice; the resend is refused (margin).
+    exchange.fail("POST", ORDER, UNKNOWN_503, Fault(400, error(-2019, "Margin is insufficient.")))
+    order = buy(mgate)
+    update = await venue.place(order)
+    assert update.status is OrderStatus.REJECTED
+    assert update.reason == "exchange -2019: Margin is insufficient."
+    assert [e.code for e in events] == ["exchange:-2019"]
+    row = await ledger.order(order.client_id)
+    assert row is not None and (row["stage"], row["status"]) == ("rejected", "REJECTED")
+    assert venue.pending_qty() == {} and venue.open_orders() == []
+    assert not venue.halted
+
+
+async def test_a_lost_stop_whose_resend_would_trigger_closes_at_market(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    order = buy(mgate)
+    sl_id = f"{order.client_id}-sl"
+    original = exchange.answer
+    stop_posts = 0
+
+    def answer(method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        nonlocal stop_posts
+        if (method, path) == ("POST", ORDER) and params["newClientOrderId"] == sl_id:
+            stop_posts += 1
+            if stop_posts == 1:
+                return UNKNOWN_503.status, UNKNOWN_503.body
+            return 400, error(-2021, "Order would immediately trigger.")
+        return original(method, path, params)
+
+    exchange.answer = answer  # type: ignore[method-assign]
+    update = await venue.place(order)
+    assert update.status is OrderStatus.FILLED
+    assert stop_posts == 2
+    row = await ledger.order(sl_id)
+    assert row is not None and (row["stage"], row["status"]) == ("rejected", "REJECTED")
+    exits = [o for o in await ledger.orders() if o["parent_id"] is None and o["reduce_only"]]
+    assert [(o["side"], o["qty"], o["purpose"]) for o in exits] == [("SELL", "0.010", "exit:stop")]
+    assert f"{order.client_id}-tp" in exchange.orders
+    assert not venue.halted
