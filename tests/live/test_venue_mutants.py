@@ -439,12 +439,8 @@ async def test_a_working_order_counts_as_pending_until_done(
     )
     assert venue.pending_qty()[SYMBOL] == Decimal("0.026")
     assert len(posted(exchange)) == 3  # partly filled: not yet protected
-    sell = Order(
-        "app-1-90", SYMBOL, Side.SELL, OrderType.MARKET, Decimal("0.004"), None, True, None,
-        None, 0, "", "reduce", b"",
-    )  # fmt: skip
     exit_order = mgate.exit_order(SYMBOL, Decimal("0.004"), "reduce", 0)
-    assert exit_order is not None and exit_order.side is sell.side
+    assert exit_order is not None and exit_order.side is Side.SELL
     await venue.place(exit_order)
     assert venue.pending_qty()[SYMBOL] == Decimal("0.022")
 
@@ -1196,3 +1192,174 @@ async def test_a_lost_stop_whose_resend_would_trigger_closes_at_market(
     assert [(o["side"], o["qty"], o["purpose"]) for o in exits] == [("SELL", "0.010", "exit:stop")]
     assert f"{order.client_id}-tp" in exchange.orders
     assert not venue.halted
+
+
+async def test_a_partly_filled_order_shows_its_average_price_now(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate, mclock: ManualClock
+) -> None:
+    exchange.market_status = "NEW"
+    order = buy(mgate)
+    await venue.place(order)
+    await venue.on_user_event(
+        trade_update(
+            order.client_id, status="PARTIALLY_FILLED", qty="0.004", filled="0.004", price="50010.0"
+        )
+    )
+    mclock.advance(1)
+    [update] = venue.open_orders()
+    assert (update.filled_qty, update.avg_price, update.ts_ns) == (
+        Decimal("0.004"), Decimal("50010.0"), mclock.now_ns
+    )  # fmt: skip
+
+
+async def test_flatten_skips_other_symbols_and_goes_on(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate
+) -> None:
+    exchange.positions = [
+        {"symbol": "XRPUSDT", "positionAmt": "100", "markPrice": "0.5"},
+        {"symbol": ETH, "positionAmt": "0", "markPrice": "3000"},
+        {"symbol": SYMBOL, "positionAmt": "0.020", "markPrice": "50000"},
+    ]
+    updates = await venue.flatten(mgate.exit_order, "kill switch")
+    assert [(u.order.symbol, u.order.side) for u in updates] == [(SYMBOL, Side.SELL)]
+
+
+async def test_cancel_all_counts_every_symbol(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate
+) -> None:
+    exchange.market_status = "NEW"
+    await venue.place(buy(mgate))
+    await venue.place(buy(mgate, "0.500", ETH))
+    assert await venue.cancel_all() == 2
+    assert [p["symbol"] for p in exchange.sent("DELETE", "/fapi/v1/allOpenOrders")] == [SYMBOL, ETH]
+
+
+async def test_a_cancel_refused_is_logged_with_the_order(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate, caplog: pytest.LogCaptureFixture
+) -> None:
+    order = buy(mgate)
+    await venue.place(order)
+    del exchange.orders[f"{order.client_id}-sl"]
+    await venue.on_user_event(trade_update(order.client_id, trade_id=1))
+    with caplog.at_level(logging.INFO, logger="app.live.venue"):
+        await venue.on_user_event(trade_update("app-1-70", side="SELL", trade_id=2, order_id=3))
+    assert {p["symbol"] for p in exchange.sent("DELETE", ORDER)} == {SYMBOL}
+    err = "DELETE /fapi/v1/order: HTTP 400 code -2011: Unknown order sent."
+    assert f"cancel {order.client_id}-sl: {err} (already gone)" in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+async def test_resync_counts_every_unknown_order_and_queries_only_unsettled_ones(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    done = buy(mgate)
+    await venue.place(done)
+    gets = len(exchange.sent("GET", ORDER))
+    a, b, c = buy(mgate), buy(mgate), buy(mgate)
+    await ledger.record_intent(a, "entry", 18 * 10**17)
+    await ledger.record_intent(b, "entry", 18 * 10**17 + 1)
+    await ledger.record_intent(c, "entry", 18 * 10**17 + 2)
+    for o in (a, b):
+        await ledger.record(o.client_id, "error", {}, 1, stage="unknown", status="UNKNOWN")
+    assert await venue.resync_open() == 2
+    queried = [p["origClientOrderId"] for p in exchange.sent("GET", ORDER)[gets:]]
+    # The filled entry is settled; its two working exits and the three intents are not.
+    exits = [f"{done.client_id}-sl", f"{done.client_id}-tp"]
+    assert sorted(queried) == sorted([*exits, a.client_id, b.client_id, c.client_id])
+    row = await ledger.order(c.client_id)
+    assert row is not None and row["stage"] == "not_sent"
+    assert (await ledger.events(c.client_id))[-1]["body"] == "{}"
+
+
+async def test_resync_protects_what_filled_and_reattaches_partly_filled_exits(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    # An entry that expired part-filled, with only a take-profit level.
+    tp_only = Order(
+        "app-1-61", SYMBOL, Side.BUY, OrderType.MARKET, Decimal("0.020"), None, False, None,
+        Decimal("52000.0"), 5, "v2", "entry", b"",
+    )  # fmt: skip
+    await ledger.record_intent(tp_only, "entry", 1)
+    exchange.new_order(order_params(tp_only))
+    exchange.orders["app-1-61"].update(status="EXPIRED", executedQty="0.005")
+    # A stop of an earlier entry that has filled: it is not an entry, nothing to protect.
+    stop = Order(
+        "app-1-5-sl", SYMBOL, Side.SELL, OrderType.MARKET, Decimal("0.010"), None, True,
+        Decimal("49000.0"), None, 5, "v2", "exit:stop", b"",
+    )  # fmt: skip
+    await ledger.record_intent(stop, "exit:stop", 2)
+    exchange.new_order(order_params(stop))
+    exchange.orders["app-1-5-sl"].update(status="FILLED", executedQty="0.010")
+    # A take-profit partly filled: still working, re-attached.
+    tp = replace(stop, client_id="app-1-6-tp", purpose="exit:take_profit")
+    await ledger.record_intent(tp, "exit:take_profit", 3, "app-1-6")
+    exchange.new_order(order_params(tp))
+    exchange.orders["app-1-6-tp"].update(status="PARTIALLY_FILLED", executedQty="0.002")
+    assert await venue.resync_open() == 0
+    assert posted(exchange) == ["app-1-61-tp"]
+    placed = exchange.orders["app-1-61-tp"]
+    assert (placed["symbol"], placed["origQty"], placed["stopPrice"]) == (
+        SYMBOL, "0.005", "52000.0"
+    )  # fmt: skip
+    await venue.on_user_event(trade_update("app-1-80", trade_id=1, order_id=1))
+    await venue.on_user_event(trade_update("app-1-81", side="SELL", trade_id=2, order_id=2))
+    cancelled = [p["origClientOrderId"] for p in exchange.sent("DELETE", ORDER)]
+    assert "app-1-6-tp" in cancelled
+
+
+async def test_a_failed_resend_is_not_repeated_and_resends_are_counted(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate
+) -> None:
+    exchange.fail("POST", ORDER, UNKNOWN_503, UNKNOWN_503)
+    first = await venue.place(buy(mgate))
+    # Sent, lost; sent once more, lost again; never a third time.
+    assert posted(exchange).count(first.order.client_id) == 2
+    assert first.status is OrderStatus.NEW and venue.halted
+    venue.release()
+    exchange.fail("POST", ORDER, UNKNOWN_503)
+    await venue.place(buy(mgate))
+    assert venue.resent == 2
+
+
+async def test_a_failed_query_is_logged_and_asked_again(
+    rest: SignedRest,
+    exchange: FakeBinance,
+    ledger: OrderLedger,
+    mgate: RiskGate,
+    mclock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    venue = LiveVenue(
+        rest, ledger, mgate, mclock, FILTERS, replace(FAST, resolve_attempts=2), (SYMBOL,)
+    )
+    venue.release()
+    order = buy(mgate)
+    exchange.fail("POST", ORDER, replace(UNKNOWN_503, apply=True))
+    exchange.fail("GET", ORDER, UNKNOWN_503)
+    with caplog.at_level(logging.WARNING, logger="app.live.venue"):
+        update = await venue.place(order)
+    assert update.status is OrderStatus.FILLED
+    err = (
+        "GET /fapi/v1/order: HTTP 503 code -1000: Unknown error, please check your request "
+        "or try again."
+    )
+    assert f"query {order.client_id} failed: {err}" in [r.getMessage() for r in caplog.records]
+
+
+async def test_a_stream_event_gives_an_unanswered_order_its_exchange_id(
+    rest: SignedRest,
+    exchange: FakeBinance,
+    ledger: OrderLedger,
+    mgate: RiskGate,
+    mclock: ManualClock,
+) -> None:
+    venue = LiveVenue(rest, ledger, mgate, mclock, FILTERS, ONE_TRY, (SYMBOL,))
+    venue.release()
+    exchange.fail("POST", ORDER, UNKNOWN_503)
+    exchange.fail("GET", ORDER, UNKNOWN_503)
+    order = buy(mgate)
+    await venue.place(order)
+    await venue.on_user_event(trade_update(order.client_id, order_id=424242))
+    row = await ledger.order(order.client_id)
+    assert row is not None and (row["order_id"], row["stage"]) == (424242, "done")
