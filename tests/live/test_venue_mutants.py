@@ -1363,3 +1363,19 @@ async def test_a_stream_event_gives_an_unanswered_order_its_exchange_id(
     await venue.on_user_event(trade_update(order.client_id, order_id=424242))
     row = await ledger.order(order.client_id)
     assert row is not None and (row["order_id"], row["stage"]) == (424242, "done")
+
+
+async def test_every_order_sent_is_counted_and_exit_answers_are_responses(
+    venue: LiveVenue, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    first = buy(mgate)
+    await venue.place(first)
+    await venue.place(buy(mgate))
+    assert venue.orders_sent == 6  # two entries, each with its stop and take-profit
+    assert await kinds(ledger, f"{first.client_id}-sl") == ["intent", "response"]
+
+
+async def test_a_halted_refusal_names_the_order(venue: LiveVenue, mgate: RiskGate) -> None:
+    venue.halt("test")
+    order = buy(mgate)
+    assert (await venue.place(order)).order is order
