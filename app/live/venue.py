@@ -329,7 +329,10 @@ class LiveVenue:
                 {"error": str(exc), "status": exc.status},
                 self._clock.time_ns(),
             )
-            body = await self._resolve(order.symbol, order.client_id, params)
+            try:
+                body = await self._resolve(order.symbol, order.client_id, params)
+            except OrderRejectedError as refused:  # the resend was refused: it never existed
+                return await self._rejected(w, refused)
             if body is None:
                 w.reason = "state unknown: halted until reconciliation"
                 self.halt(f"order {order.client_id} in unknown state")
@@ -476,27 +479,14 @@ class LiveVenue:
             self.orders_sent += 1
             body = await self.client.new_order(params)
         except (OrderRejectedError, RateLimitedError, ApiKeyError) as exc:
-            await self.ledger.record(
-                client_id,
-                "rejected",
-                {"error": str(exc)},
-                self._clock.time_ns(),
-                stage=lg.REJECTED,
-                status="REJECTED",
-                detail=str(exc),
-            )
-            if isinstance(exc, OrderRejectedError) and exc.code == _WOULD_TRIGGER:
-                # The market is already past the exit level: exit now, at market.
-                exit_order = self._authority.exit_order(
-                    parent.symbol, parent.side.sign * qty, purpose, self._clock.time_ns()
-                )
-                if exit_order is not None:
-                    await self.place(exit_order, f"{purpose} level already passed")
-                return None
-            self.halt(f"protective {purpose} for {parent.client_id} refused: {exc}")
+            await self._own_refused(parent, client_id, purpose, qty, exc)
             return None
         except ExchangeApiError:
-            body = await self._resolve(parent.symbol, client_id, params)
+            try:
+                body = await self._resolve(parent.symbol, client_id, params)
+            except OrderRejectedError as exc:  # the resend was refused
+                await self._own_refused(parent, client_id, purpose, qty, exc)
+                return None
             if body is None:
                 self.halt(f"protective {purpose} for {parent.client_id} in unknown state")
                 return None
@@ -504,6 +494,35 @@ class LiveVenue:
         if str(body.get("status")) in ("NEW", "PARTIALLY_FILLED"):
             self._protective.setdefault(parent.symbol, set()).add(client_id)
         return body
+
+    async def _own_refused(
+        self,
+        parent: Order,
+        client_id: str,
+        purpose: str,
+        qty: Decimal,
+        exc: ExchangeApiError | ApiKeyError,
+    ) -> None:
+        """A protective exit the exchange refused: recorded; a level already passed is exited
+        at market at once, any other refusal halts entries (the position is unprotected)."""
+        await self.ledger.record(
+            client_id,
+            "rejected",
+            {"error": str(exc)},
+            self._clock.time_ns(),
+            stage=lg.REJECTED,
+            status="REJECTED",
+            detail=str(exc),
+        )
+        if isinstance(exc, OrderRejectedError) and exc.code == _WOULD_TRIGGER:
+            # The market is already past the exit level: exit now, at market.
+            exit_order = self._authority.exit_order(
+                parent.symbol, parent.side.sign * qty, purpose, self._clock.time_ns()
+            )
+            if exit_order is not None:
+                await self.place(exit_order, f"{purpose} level already passed")
+            return
+        self.halt(f"protective {purpose} for {parent.client_id} refused: {exc}")
 
     # -- the user-data stream ------------------------------------------------------------------
 
