@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.store.cli import register as register_backup
 
     register_backup(sub)
+    from app.update.cli import register as register_update
+
+    register_update(sub)
     return parser
 
 

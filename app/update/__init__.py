@@ -1,0 +1,1 @@
+"""System updates: signed bundles of a new system partition and its boot image (issue 20)."""

@@ -1,0 +1,84 @@
+"""``appliance update {keygen,bundle,verify}``: make and check signed update bundles.
+
+``keygen`` and ``bundle`` run on the build machine (``just image`` calls them); ``verify`` runs
+anywhere, and on the appliance checks against the key baked into its image.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.update import bundle, gpt
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("update", help="signed system update bundles")
+    actions = p.add_subparsers(dest="action", required=True)
+
+    keygen = actions.add_parser("keygen", help="a new Ed25519 signing key (private, mode 0600)")
+    keygen.add_argument("private_key", type=Path)
+    keygen.add_argument("--public", type=Path, help="also write the public key here")
+    keygen.set_defaults(func=_keygen)
+
+    make = actions.add_parser("bundle", help="sign a system partition and its boot image")
+    make.add_argument("--image", type=Path, required=True, help="the built disk image (GPT)")
+    make.add_argument("--uki", type=Path, required=True, help="the unified kernel image")
+    make.add_argument("--version", required=True)
+    make.add_argument("--key", type=Path, required=True, help="the private signing key")
+    make.add_argument("--level", type=int, default=6, help="zstd level of the system image")
+    make.add_argument("-o", "--out", type=Path, required=True)
+    make.set_defaults(func=_bundle)
+
+    check = actions.add_parser("verify", help="check a bundle's signature and checksums")
+    check.add_argument("bundle", type=Path)
+    check.add_argument("--key", type=Path, default=bundle.TRUSTED_KEY, help="public key (PEM)")
+    check.set_defaults(func=_verify)
+
+
+def _keygen(ns: argparse.Namespace) -> int:
+    public = bundle.generate_key(ns.private_key)
+    if ns.public:
+        ns.public.write_bytes(public)
+    print(f"update key {bundle.key_id(public)}: private {ns.private_key} (keep it off the device)")
+    return 0
+
+
+def _bundle(ns: argparse.Namespace) -> int:
+    import tempfile
+
+    extent = gpt.find_partition(ns.image)
+    with tempfile.TemporaryDirectory(prefix=".root-", dir=ns.out.parent) as tmp:
+        root = Path(tmp) / "root.raw"
+        with ns.image.open("rb") as src, root.open("wb") as dst:
+            src.seek(extent.offset)
+            left = extent.length
+            while left:
+                chunk = src.read(min(1 << 20, left))
+                if not chunk:
+                    raise gpt.GptError(f"{ns.image}: the system partition runs past its end")
+                dst.write(chunk)
+                left -= len(chunk)
+        m = bundle.write_bundle(
+            ns.out,
+            version=ns.version,
+            root_image=root,
+            uki=ns.uki,
+            private_key=ns.key,
+            level=ns.level,
+        )
+    print(
+        f"bundle {ns.out}: version {m.version}, key {m.key_id}, {ns.out.stat().st_size} bytes "
+        f"(system {m.root.installed_size} bytes as {m.root.size}, boot image {m.uki.size})"
+    )
+    return 0
+
+
+def _verify(ns: argparse.Namespace) -> int:
+    try:
+        trusted = ns.key.read_bytes()
+    except OSError as exc:
+        raise bundle.BundleError(f"no update key to check against: {exc}") from None
+    m = bundle.verify_bundle(ns.bundle, trusted)
+    print(f"bundle {ns.bundle}: version {m.version}, key {m.key_id}: signature and checksums good")
+    return 0
