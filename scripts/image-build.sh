@@ -9,7 +9,10 @@
 #   APPLIANCE_IMAGE_NATIVE=0 ships the per-message modules as Python (no cross build);
 #   APPLIANCE_CROSS_ROOT: the cross toolchain's chroot (see scripts/image-native.sh);
 #   noble-rv2 only: RV2_VENDOR_DIR, UBUNTU_PORTS_MIRROR (see image/mkosi.profiles/noble-rv2).
-# Output: $APPLIANCE_IMAGE_OUT/appliance.raw (+ .efi/.vmlinuz/.initrd, .raw.sha256).
+#   APPLIANCE_UPDATE_KEY: the private key (PEM) that signs the update bundle (default: a throwaway
+#   one made in the cache); APPLIANCE_IMAGE_VERSION (default: pyproject's version + commit count).
+# Output: $APPLIANCE_IMAGE_OUT/appliance.raw (+ .efi/.vmlinuz/.initrd, .raw.sha256) and the
+#   signed update bundle appliance_<version>.update (symlink appliance.update).
 #
 # Steps: host set-up (scripts/image-setup.sh, idempotent); the app's wheel built from a copy of
 # this working tree and staged as an extra tree (scripts/image-stage.py) with the per-message
@@ -79,6 +82,26 @@ esac
 python3 "$IMAGE_REPO/scripts/image-stage.py" "$wheel" "$build/src" "$build/stage" "${native[@]}"
 log "staged $(basename "$wheel")${native:+ with the compiled modules}"
 
+# 2b. The update key and the version (app/update/bundle.py). The image trusts the public half of
+#     the key that signs its update bundles; the private half stays on the build machine: the
+#     owner's (APPLIANCE_UPDATE_KEY), or a throwaway one kept in the cache so successive builds
+#     here can update each other. The version orders bundles: pyproject's, then the commit count.
+upy=$py
+[ -x "$upy" ] || upy=python3
+appliance() { (cd "$IMAGE_REPO" && "$upy" -m app.cli --log-level WARNING "$@"); }
+update_key=${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}
+if [ ! -e "$update_key" ]; then
+    [ -z "${APPLIANCE_UPDATE_KEY:-}" ] || die "APPLIANCE_UPDATE_KEY=$update_key does not exist"
+    install -d -m 0700 "$(dirname "$update_key")"
+    appliance update keygen "$update_key" >&2
+    log "update key: a throwaway one for this machine's builds ($update_key); sign with your" \
+        "own by setting APPLIANCE_UPDATE_KEY to its private PEM (appliance update keygen FILE)"
+fi
+version=${APPLIANCE_IMAGE_VERSION:-$("$upy" -c 'import tomllib, sys; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$IMAGE_REPO/pyproject.toml")+$(git -C "$IMAGE_REPO" rev-list --count HEAD)}
+install -d "$build/stage/usr/lib/appliance"
+appliance update public "$update_key" >"$build/stage/usr/lib/appliance/update-key.pem"
+echo "$version" >"$build/stage/usr/lib/appliance/version"
+
 # 3. apt sources for the Debian image and the (Debian) tools tree, from the host's mirror.
 mirror=$(host_mirror)
 sandbox=$build/sandbox-debian
@@ -121,3 +144,13 @@ raw=$IMAGE_OUT/$IMAGE_ID.raw
 (cd "$IMAGE_OUT" && sha256sum "$IMAGE_ID.raw" >"$IMAGE_ID.raw.sha256")
 log "built $raw in $((SECONDS - start))s: $(du -h --apparent-size "$raw" | cut -f1) apparent," \
     "$(du -h "$raw" | cut -f1) allocated; sha256 $(cut -d' ' -f1 "$raw.sha256")"
+
+# 4. The update bundle of this build: its system partition and UKI, signed, checked at once.
+bundle_start=$SECONDS
+rm -f "$IMAGE_OUT/$IMAGE_ID"_*.update
+bundle=$IMAGE_OUT/${IMAGE_ID}_$version.update
+appliance update bundle --image "$raw" --uki "$IMAGE_OUT/$IMAGE_ID.efi" --version "$version" \
+    --key "$update_key" -o "$bundle" >&2
+appliance update verify "$bundle" --key "$build/stage/usr/lib/appliance/update-key.pem" >&2
+ln -sfn "$(basename "$bundle")" "$IMAGE_OUT/$IMAGE_ID.update"
+log "update bundle $bundle in $((SECONDS - bundle_start))s"

@@ -89,21 +89,7 @@ cp --sparse=always "$raw" "$run/disk.raw"
 truncate -s "${APPLIANCE_IMAGE_TEST_DISK:-6G}" "$run/disk.raw"
 
 # The image's root partition: first byte and length (GPT), for the second boot's swap.
-read -r root_start root_len < <("$py" - "$raw" <<'PY'
-import struct, sys, uuid
-ROOT_RISCV64 = uuid.UUID("72ec70a6-cf74-40e6-bd49-4bda08e8f224")
-with open(sys.argv[1], "rb") as f:
-    f.seek(512)
-    lba, n, size = struct.unpack("<QII", f.read(92)[72:88])
-    f.seek(lba * 512)
-    for _ in range(n):
-        e = f.read(size)
-        if uuid.UUID(bytes_le=e[:16]) == ROOT_RISCV64:
-            first, last = struct.unpack("<QQ", e[32:48])
-            print(first * 512, (last - first + 1) * 512)
-            break
-PY
-)
+read -r root_start root_len < <("$py" -m app.update.gpt "$raw")
 
 # boot_vm NAME: start QEMU on the disk (serial console in $run/NAME-serial.log); sets qemu_pid.
 boot_vm() {
@@ -138,6 +124,8 @@ checks() {
         --bench-messages "${APPLIANCE_IMAGE_BENCH_MESSAGES:-20000}" \
         --bench-rounds "${APPLIANCE_IMAGE_BENCH_ROUNDS:-1}" \
         --bench-decide "${APPLIANCE_IMAGE_BENCH_DECIDE:-bar}" \
+        --update-key "${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}" \
+        --update-bundle "$(readlink -f "$IMAGE_OUT/$IMAGE_ID.update" || true)" \
         --phase "$1" --facts "$run/facts.json"
 }
 

@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keygen.add_argument("--public", type=Path, help="also write the public key here")
     keygen.set_defaults(func=_keygen)
 
+    public = actions.add_parser("public", help="print the public key (PEM) of a signing key")
+    public.add_argument("private_key", type=Path)
+    public.set_defaults(func=_public)
+
     make = actions.add_parser("bundle", help="sign a system partition and its boot image")
     make.add_argument("--image", type=Path, required=True, help="the built disk image (GPT)")
     make.add_argument("--uki", type=Path, required=True, help="the unified kernel image")
@@ -41,6 +45,11 @@ def _keygen(ns: argparse.Namespace) -> int:
     if ns.public:
         ns.public.write_bytes(public)
     print(f"update key {bundle.key_id(public)}: private {ns.private_key} (keep it off the device)")
+    return 0
+
+
+def _public(ns: argparse.Namespace) -> int:
+    print(bundle.public_pem_of(ns.private_key).decode(), end="")
     return 0
 
 

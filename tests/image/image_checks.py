@@ -616,6 +616,71 @@ def check_prepare_root_swap(ctx: Context) -> str:
     )
 
 
+def check_update_key(ctx: Context) -> str:
+    """The image trusts the key that signed this build's bundle, and checks bundles itself."""
+    import tempfile
+
+    from app.update import bundle
+
+    key, built = ctx.facts["update_key"], ctx.facts["update_bundle"]
+    if not key or not built:
+        raise AssertionError("no --update-key/--update-bundle: the build made no update bundle")
+    public = bundle.public_pem_of(Path(key))
+    manifest = bundle.verify_bundle(Path(built), public)
+    guest_pem = ctx.agent.ok("cat /usr/lib/appliance/update-key.pem").encode()
+    guest_version = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
+    if bundle.key_id(guest_pem) != manifest.key_id or guest_version != manifest.version:
+        raise AssertionError(
+            f"the image has key {bundle.key_id(guest_pem)} and version {guest_version}; the "
+            f"build's bundle {manifest.key_id} and {manifest.version}"
+        )
+    # A small bundle signed with the build's key, checked in the guest by the image's own
+    # code and key; then one byte of its system image changed.
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "root").write_bytes(bytes(range(256)) * 256)
+        (work / "uki").write_bytes(b"MZ" + bytes(4094))
+        bundle.write_bundle(
+            work / "b",
+            version=f"{manifest.version}.test",
+            root_image=work / "root",
+            uki=work / "uki",
+            private_key=Path(key),
+        )
+        good = (work / "b").read_bytes()
+    results = []
+    for name, data in (("good", good), ("tampered", _flip_root_byte(good))):
+        blob = base64.b64encode(data).decode()
+        ctx.agent.ok(f"echo {blob} | base64 -d > /var/tmp/{name}.update")
+        rc, out, err = ctx.agent.run(f"appliance update verify /var/tmp/{name}.update")
+        results.append((name, rc, (out + err).strip()))
+    ctx.agent.run("rm -f /var/tmp/good.update /var/tmp/tampered.update")
+    (_, good_rc, good_says), (_, bad_rc, bad_says) = results
+    if good_rc != 0 or "signature and checksums good" not in good_says:
+        raise AssertionError(
+            f"the guest refused a bundle the build signed: rc {good_rc}, {good_says}"
+        )
+    if bad_rc != 2 or "root.raw.zst does not match its checksum" not in bad_says:
+        raise AssertionError(f"the guest did not refuse a tampered bundle: rc {bad_rc}, {bad_says}")
+    return (
+        f"image {guest_version} trusts key {manifest.key_id}; the build's bundle "
+        f"{Path(built).stat().st_size:,} bytes verifies; in the guest a signed bundle passes and "
+        f"one byte changed is refused ({bad_says.removeprefix('appliance: ')[:70]})"
+    )
+
+
+def _flip_root_byte(data: bytes) -> bytes:
+    """``data`` with one byte in the middle of its system image changed."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        info = tar.getmember("root.raw.zst")
+    changed = bytearray(data)
+    changed[info.offset_data + info.size // 2] ^= 0x01
+    return bytes(changed)
+
+
 def check_root_swapped(ctx: Context) -> str:
     if ctx.agent.run("test -e /var/tmp/appliance-old-root")[0] == 0:
         raise AssertionError("the root file system is the old one: it was not replaced")
@@ -691,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         help="first: the first boot's checks; swapped: after the root file system was replaced",
     )
     parser.add_argument("--facts", type=Path, help="what the first phase learnt, for the second")
+    parser.add_argument("--update-key", default="", help="the build's signing key (private PEM)")
+    parser.add_argument("--update-bundle", default="", help="the build's update bundle")
     ns = parser.parse_args(argv)
     ctx = Context(
         Agent(ns.agent),
@@ -707,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     ctx.facts["image_root_bytes"] = ns.image_root_bytes
+    ctx.facts["update_key"], ctx.facts["update_bundle"] = ns.update_key, ns.update_bundle
     if ns.phase == "first":
         ctx.facts_out = ns.facts
     elif ns.facts is not None:
@@ -733,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         ("engine-sigkill-restart", check_kill_restart),
         # It stops the engine and the panel while it measures.
         ("bench-riscv64", check_bench),
+        ("update-key", check_update_key),
         # Last: what the second boot, on a new root file system, must find again.
         ("prepare-root-swap", check_prepare_root_swap),
     ]
