@@ -85,7 +85,8 @@ log "staged $(basename "$wheel")${native:+ with the compiled modules}"
 # 2b. The update key and the version (app/update/bundle.py). The image trusts the public half of
 #     the key that signs its update bundles; the private half stays on the build machine: the
 #     owner's (APPLIANCE_UPDATE_KEY), or a throwaway one kept in the cache so successive builds
-#     here can update each other. The version orders bundles: pyproject's, then the commit count.
+#     here can update each other. The version orders bundles: pyproject's, then the commit count
+#     ("0.1.0.362": no "+" or "-", which systemd-sysupdate's file patterns use as separators).
 upy=$py
 [ -x "$upy" ] || upy=python3
 appliance() { (cd "$IMAGE_REPO" && "$upy" -m app.cli --log-level WARNING "$@"); }
@@ -97,7 +98,8 @@ if [ ! -e "$update_key" ]; then
     log "update key: a throwaway one for this machine's builds ($update_key); sign with your" \
         "own by setting APPLIANCE_UPDATE_KEY to its private PEM (appliance update keygen FILE)"
 fi
-version=${APPLIANCE_IMAGE_VERSION:-$("$upy" -c 'import tomllib, sys; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$IMAGE_REPO/pyproject.toml")+$(git -C "$IMAGE_REPO" rev-list --count HEAD)}
+version=${APPLIANCE_IMAGE_VERSION:-$("$upy" -c 'import tomllib, sys; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$IMAGE_REPO/pyproject.toml").$(git -C "$IMAGE_REPO" rev-list --count HEAD)}
+[[ $version =~ ^[0-9][0-9A-Za-z.~_]*$ ]] || die "version $version: digits, letters, . ~ _ only"
 install -d "$build/stage/usr/lib/appliance"
 appliance update public "$update_key" >"$build/stage/usr/lib/appliance/update-key.pem"
 echo "$version" >"$build/stage/usr/lib/appliance/version"
@@ -129,11 +131,14 @@ $security
 SRC
 
 mapfile -t opts < <(mkosi_opts)
-opts+=(--extra-tree="$build/stage" --tools-tree-sandbox-tree="$sandbox")
+opts+=(--extra-tree="$build/stage" --tools-tree-sandbox-tree="$sandbox" --image-version="$version")
 case ",$IMAGE_PROFILE," in
     *,noble-rv2,*)
         opts+=(--mirror="$UBUNTU_PORTS_MIRROR" --package-directory="$RV2_VENDOR_DIR" --extra-tree="$RV2_VENDOR_DIR/x1_orangepi-rv2.dtb:/boot/dtb/spacemit/x1_orangepi-rv2.dtb") ;;
-    *)  opts+=(--sandbox-tree="$sandbox") ;;
+    *)  # A/B system slots: the UKI boots the slot labelled with its own version, and is named
+        # as systemd-sysupdate and systemd-boot order versions (image/overlay/usr/lib/sysupdate.d).
+        opts+=(--sandbox-tree="$sandbox" --kernel-command-line="root=PARTLABEL=${IMAGE_ID}_$version"
+            --unified-kernel-image-format="${IMAGE_ID}_$version") ;;
 esac
 mkdir -p "$IMAGE_OUT" "$IMAGE_CACHE/cache" "$IMAGE_CACHE/pkgcache" "$IMAGE_CACHE/work"
 

@@ -4,14 +4,16 @@
 #
 # The guest's network is QEMU user networking with restrict=on: it reaches nothing but
 #   - 10.0.2.100:9100, forwarded (guestfwd, socat) to the simulator this script starts on the host;
+#   - 10.0.2.100:9101, to an HTTP server of the update bundles derived from this build;
 # and the host reaches it only through
 #   - 127.0.0.1:<free port> -> guest :8080 (the panel; hostfwd),
 #   - a virtio-serial port (Unix socket) for the CI image's test agent (no network at all).
 # The disk is a sparse copy of the built image, larger than it, so first-boot repart has room to
-# grow the root and make the data partition; the built image itself is never written.
+# grow the root, make the second system slot and the data partition; the built image itself is
+# never written.
 #
 # Environment: as scripts/image-build.sh (APPLIANCE_IMAGE_PROFILE must include `ci`), plus
-#   APPLIANCE_IMAGE_TEST_DISK (overlay size, default 6G), APPLIANCE_IMAGE_TEST_MEM (2G),
+#   APPLIANCE_IMAGE_TEST_DISK (overlay size, default 10G), APPLIANCE_IMAGE_TEST_MEM (2G),
 #   APPLIANCE_IMAGE_TEST_SMP (2), APPLIANCE_IMAGE_BOOT_TIMEOUT (900 s),
 #   APPLIANCE_IMAGE_KEEP=1 keeps the VM running after the checks (until Ctrl-C),
 #   APPLIANCE_IMAGE_TEST_ONLY=name,name runs only those checks (after `boot`; for debugging);
@@ -41,11 +43,12 @@ free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 # mkosi's sandbox shows the host's /tmp: sockets, logs and the overlay disk live there.
 run=$(mktemp -d /tmp/appliance-image-test.XXXXXX)
 logs=$IMAGE_OUT/test-logs
-sim_pid="" qemu_pid=""
+sim_pid="" qemu_pid="" http_pid=""
 cleanup() {
     set +e
     [ -z "$qemu_pid" ] || { kill -- "-$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null; }
     [ -z "$sim_pid" ] || { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; }
+    [ -z "$http_pid" ] || { kill "$http_pid" 2>/dev/null; wait "$http_pid" 2>/dev/null; }
     rm -rf "$logs"; mkdir -p "$logs"
     cp "$run"/*.log "$logs"/ 2>/dev/null
     rm -rf "$run"
@@ -65,31 +68,28 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 
-# The image's root partition size (GPT), so the check can tell that first boot grew it.
-root_bytes=$("$py" - "$raw" <<'PY'
-import struct, sys, uuid
-ROOT_RISCV64 = uuid.UUID("72ec70a6-cf74-40e6-bd49-4bda08e8f224")  # DPS root, riscv64
-with open(sys.argv[1], "rb") as f:
-    f.seek(512)
-    lba, n, size = struct.unpack("<QII", f.read(92)[72:88])
-    f.seek(lba * 512)
-    for _ in range(n):
-        e = f.read(size)
-        if uuid.UUID(bytes_le=e[:16]) == ROOT_RISCV64:
-            first, last = struct.unpack("<QQ", e[32:48])
-            print((last - first + 1) * 512)
-            break
-    else:
-        print(0)
-PY
-)
+# The image's system partition (GPT): its size, so the check can tell that first boot grew it.
+read -r _ root_bytes < <("$py" -m app.update.gpt "$raw")
 
 # A sparse copy of the image, made larger (the tools tree has no qemu-img for a qcow2 overlay).
 cp --sparse=always "$raw" "$run/disk.raw"
-truncate -s "${APPLIANCE_IMAGE_TEST_DISK:-6G}" "$run/disk.raw"
+truncate -s "${APPLIANCE_IMAGE_TEST_DISK:-10G}" "$run/disk.raw"
 
-# The image's root partition: first byte and length (GPT), for the second boot's swap.
-read -r root_start root_len < <("$py" -m app.update.gpt "$raw")
+# A/B update: this build's version N, its signing key, and N+1 derived from it (only its version
+# differs: tests/image/derive_bundle.py), served to the guest at 10.0.2.100:9101.
+update_key=${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}
+built_bundle=$(readlink -f "$IMAGE_OUT/$IMAGE_ID.update" || true)
+version=$(basename "$built_bundle" .update); version=${version#"${IMAGE_ID}_"}
+next_version=$version.1
+mkdir -p "$run/bundles"
+derive_start=$SECONDS
+"$py" "$IMAGE_REPO/tests/image/derive_bundle.py" --image "$raw" --uki "$IMAGE_OUT/$IMAGE_ID.efi" \
+    --key "$update_key" --from-version "$version" --version "$next_version" \
+    -o "$run/bundles/${IMAGE_ID}_$next_version.update" >&2
+log "derived version $next_version from $version in $((SECONDS - derive_start))s"
+http_port=$(free_port)
+"$py" -m http.server --bind 127.0.0.1 --directory "$run/bundles" "$http_port" >"$run/http.log" 2>&1 &
+http_pid=$!
 
 # boot_vm NAME: start QEMU on the disk (serial console in $run/NAME-serial.log); sets qemu_pid.
 boot_vm() {
@@ -100,7 +100,7 @@ boot_vm() {
         -bios default -kernel /usr/lib/u-boot/qemu-riscv64_smode/uboot.elf \
         -drive file="$run/disk.raw",if=none,format=raw,id=hd0,discard=unmap \
         -device virtio-blk-device,drive=hd0 \
-        -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$panel_port-:8080,guestfwd=tcp:10.0.2.100:9100-cmd:socat - TCP:127.0.0.1:$sim_port" \
+        -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$panel_port-:8080,guestfwd=tcp:10.0.2.100:9100-cmd:socat - TCP:127.0.0.1:$sim_port,guestfwd=tcp:10.0.2.100:9101-cmd:socat - TCP:127.0.0.1:$http_port" \
         -device virtio-net-device,netdev=n0 \
         -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-device,rng=rng0 \
         -device virtio-serial-device \
@@ -125,7 +125,8 @@ checks() {
         --bench-rounds "${APPLIANCE_IMAGE_BENCH_ROUNDS:-1}" \
         --bench-decide "${APPLIANCE_IMAGE_BENCH_DECIDE:-bar}" \
         --update-key "${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}" \
-        --update-bundle "$(readlink -f "$IMAGE_OUT/$IMAGE_ID.update" || true)" \
+        --update-bundle "$built_bundle" \
+        --next-bundle "${IMAGE_ID}_$next_version.update" --next-version "$next_version" \
         --phase "$1" --facts "$run/facts.json"
 }
 
@@ -135,13 +136,13 @@ boot_vm first
 rc=0
 checks first first || rc=$?
 
-# What an update to a new system slot does to the disk, short of the slots themselves: the root
-# file system is replaced by the image's pristine one (its /etc/machine-id uninitialized, no
-# panel state, no first-boot mark), with the ESP and the data partition left as they are. The
-# second boot must come up as the same appliance (machine id, password, models, trading data).
-if [ "$rc" = 0 ] && [ -s "$run/facts.json" ] && grep -q before_swap "$run/facts.json"; then
+# The update: the last first-boot check installed version N+1 into the other system slot (the
+# guest fetched the bundle from 10.0.2.100:9101 and ran `appliance update install`). Power off and
+# boot again: systemd-boot starts the newest entry, N+1, whose root= names its slot; the second
+# boot must come up as the same appliance (password, models, trading data) on the new version.
+if [ "$rc" = 0 ] && [ -s "$run/facts.json" ] && grep -q before_update "$run/facts.json"; then
     swap=$SECONDS
-    log "powering off to replace the root file system"
+    log "powering off to boot version $next_version"
     # The agent's answer may never come: the guest goes down under it.
     "$py" - "$run/agent.sock" <<'PY' || true
 import json, socket, sys
@@ -160,12 +161,9 @@ PY
     fi
     wait "$qemu_pid" 2>/dev/null || true
     qemu_pid=""
-    dd if="$raw" of="$run/disk.raw" bs=1M iflag=skip_bytes,count_bytes oflag=seek_bytes \
-        skip="$root_start" seek="$root_start" count="$root_len" conv=notrunc status=none
-    log "root file system replaced ($((root_len / 1048576)) MiB) in $((SECONDS - swap))s; booting again"
-    boot_vm swapped
-    checks swapped swapped || rc=$?
-    log "root swap: $((SECONDS - swap))s from power-off to the last check"
+    boot_vm updated
+    checks updated updated || rc=$?
+    log "update: $((SECONDS - swap))s from power-off to the last check on $next_version"
 fi
 log "image-test took $((SECONDS - start))s after the build; logs in $logs"
 if [ "${APPLIANCE_IMAGE_KEEP:-0}" = 1 ]; then

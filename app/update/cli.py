@@ -34,6 +34,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     make.add_argument("-o", "--out", type=Path, required=True)
     make.set_defaults(func=_bundle)
 
+    inst = actions.add_parser("install", help="install a bundle into the other slot (root)")
+    inst.add_argument("bundle", type=Path)
+    inst.add_argument("--key", type=Path, default=bundle.TRUSTED_KEY, help="public key (PEM)")
+    inst.add_argument("--staging", type=Path, default=None, help="where to unpack it")
+    inst.add_argument("--allow-downgrade", action="store_true")
+    inst.add_argument("--reboot", action="store_true", help="reboot into it when installed")
+    inst.set_defaults(func=_install)
+
     check = actions.add_parser("verify", help="check a bundle's signature and checksums")
     check.add_argument("bundle", type=Path)
     check.add_argument("--key", type=Path, default=bundle.TRUSTED_KEY, help="public key (PEM)")
@@ -90,4 +98,30 @@ def _verify(ns: argparse.Namespace) -> int:
         raise bundle.BundleError(f"no update key to check against: {exc}") from None
     m = bundle.verify_bundle(ns.bundle, trusted)
     print(f"bundle {ns.bundle}: version {m.version}, key {m.key_id}: signature and checksums good")
+    return 0
+
+
+def _install(ns: argparse.Namespace) -> int:
+    import subprocess
+
+    from app import config as config_mod
+    from app.update import install
+
+    cfg = config_mod.load(ns.data_dir.resolve(), ns.config, None)
+    try:
+        trusted = ns.key.read_bytes()
+    except OSError as exc:
+        raise bundle.BundleError(f"no update key to check against: {exc}") from None
+    m = install.install(
+        ns.bundle,
+        trusted,
+        trading=install.engine_trading(cfg.control_socket),
+        running=install.running_version(),
+        staging=ns.staging or install.STAGING,
+        allow_downgrade=ns.allow_downgrade,
+        say=lambda line: print(f"update: {line}", flush=True),
+    )
+    if ns.reboot:
+        print(f"update: rebooting into {m.version}", flush=True)
+        subprocess.run(["systemctl", "reboot"], check=True)
     return 0

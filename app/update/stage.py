@@ -95,7 +95,7 @@ def _write(f: IO[bytes], p: Payload, out: Path, decompress: bool) -> None:
 def stage(path: Path, trusted_pem: bytes, dest: Path) -> Manifest:
     """Verify ``path`` and unpack it into ``dest``; returns its manifest."""
     manifest = bundle.verify_bundle(path, trusted_pem)
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     need = manifest.root.installed_size + manifest.uki.installed_size + RESERVE_BYTES
     free = shutil.disk_usage(dest).free
     if free < need:

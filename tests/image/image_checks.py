@@ -323,9 +323,23 @@ def check_partitions(ctx: Context) -> str:
     panel = ctx.agent.ok("findmnt -rno SOURCE /var/lib/appliance-panel").strip()
     if panel != f"{data[0]}[/.panel]":
         raise AssertionError(f"/var/lib/appliance-panel is {panel!r}, not {data[0]}[/.panel]")
+    # A/B: two system slots of one size, this version's and an empty one for the next.
+    version = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
+    slots = dict(
+        line.split()[::-1]
+        for line in ctx.agent.ok(
+            "lsblk -bnro SIZE,PARTLABEL,PARTTYPE | grep -i 72ec70a6 | cut -d' ' -f1,2"
+        ).splitlines()
+    )
+    mine = ctx.agent.ok(f"lsblk -rno PARTLABEL {root[0]}").strip()
+    if mine != f"appliance_{version}" or sorted(slots) != sorted([mine, "_empty"]):
+        raise AssertionError(f"system slots {slots}, / on {mine!r}; expected appliance_{version}")
+    if len(set(slots.values())) != 1:
+        raise AssertionError(f"the system slots differ in size: {slots}")
     return (
-        f"/ {root[1] if len(root) > 1 else '?'} (grown), /var/lib/appliance {data[0]} {data[1]}, "
-        f"/var/lib/appliance-panel {panel}"
+        f"/ {root[1] if len(root) > 1 else '?'} (grown) on slot {mine}, the other _empty "
+        f"({int(next(iter(slots.values()))) >> 20} MiB each), /var/lib/appliance {data[0]} "
+        f"{data[1]}, /var/lib/appliance-panel {panel}"
     )
 
 
@@ -599,20 +613,48 @@ def _state(ctx: Context) -> dict[str, Any]:
     }
 
 
-def check_prepare_root_swap(ctx: Context) -> str:
-    """Last check of the first boot: note the state, and mark the root file system, which the next
-    boot must not find (scripts/image-test.sh writes the image's pristine root over it)."""
+def check_prepare_update(ctx: Context) -> str:
+    """Last check of the first boot: note the state, then install version N+1 into the other slot
+    as the owner's appliance would (the bundle scripts/image-test.sh derived from this build,
+    fetched from the host), for the next boot."""
     # The bench before this one restarts the engine and the panel.
-    ctx.facts["before_swap"] = wait_for("the engine answers", lambda: _state(ctx), 300, 5)
+    ctx.facts["before_update"] = wait_for("the engine answers", lambda: _state(ctx), 300, 5)
     ctx.facts["machine_id"] = ctx.agent.ok("cat /etc/machine-id").strip()
-    ctx.agent.ok("echo slot-a > /var/tmp/appliance-old-root && sync")
+    running = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
+    name, url = ctx.facts["next_bundle"], ctx.facts["bundle_url"]
+    dest = "/var/lib/appliance/next.update"
+    started = time.monotonic()
+    ctx.agent.ok(
+        "python3 -c 'import shutil, sys, urllib.request as u; shutil.copyfileobj("
+        f'u.urlopen(sys.argv[1], timeout=60), open(sys.argv[2], "wb"), 1 << 20)\' '
+        f"{shlex.quote(url + '/' + name)} {dest}",
+        timeout=900,
+    )
+    fetched = time.monotonic() - started
+    started = time.monotonic()
+    rc, out, err = ctx.agent.run(f"appliance update install {dest}", timeout=1800)
+    applied = time.monotonic() - started
+    ctx.agent.run(f"rm -f {dest}")
+    if rc != 0:
+        raise AssertionError(f"install refused or failed (rc {rc}): {(out + err).strip()[-600:]}")
+    new = ctx.facts["next_version"]
+    if f"version {new} installed" not in out:
+        raise AssertionError(f"install said: {out.strip()[-400:]}")
+    slots = ctx.agent.ok("lsblk -rno PARTLABEL,PARTTYPE | grep -i 72ec70a6 | cut -d' ' -f1")
+    if sorted(slots.split()) != sorted([f"appliance_{running}", f"appliance_{new}"]):
+        raise AssertionError(f"slot labels after the install: {slots.split()}")
+    efi = ctx.agent.ok("ls $(bootctl -p)/EFI/Linux")
+    if f"appliance_{new}.efi" not in efi.split():
+        raise AssertionError(f"no appliance_{new}.efi on the ESP: {efi.split()}")
+    ctx.facts["update_figures"] = {"fetch_s": round(fetched, 1), "apply_s": round(applied, 1)}
     if ctx.facts_out is not None:
         ctx.facts_out.write_text(json.dumps(ctx.facts, default=str))
-    state = ctx.facts["before_swap"]
+    state = ctx.facts["before_update"]
     return (
         f"{len(state['models'])} models (active {str(state['active_model'])[:12]}), "
         f"{state['journal']} journal rows, recordings {state['recordings']}, password set; "
-        "root marked"
+        f"{running} -> {new}: fetched in {fetched:.0f}s, installed in {applied:.0f}s "
+        f"(slots {' '.join(sorted(slots.split()))}; ESP {' '.join(sorted(efi.split()))})"
     )
 
 
@@ -681,18 +723,25 @@ def _flip_root_byte(data: bytes) -> bytes:
     return bytes(changed)
 
 
-def check_root_swapped(ctx: Context) -> str:
-    if ctx.agent.run("test -e /var/tmp/appliance-old-root")[0] == 0:
-        raise AssertionError("the root file system is the old one: it was not replaced")
+def check_updated(ctx: Context) -> str:
+    """The machine came back on version N+1, from its own slot, without running first boot."""
+    new = ctx.facts["next_version"]
+    version = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
+    image = ctx.agent.ok(". /etc/os-release; echo $IMAGE_VERSION").strip()
+    root = ctx.agent.ok("lsblk -rno PARTLABEL $(findmnt -rno SOURCE /)").strip()
+    if (version, image, root) != (new, new, f"appliance_{new}"):
+        raise AssertionError(
+            f"running version {version} (os-release {image}) from slot {root}; expected {new}"
+        )
     ran = ctx.agent.ok("systemctl show -P ConditionResult appliance-firstboot").strip()
     if ran != "no":
-        raise AssertionError(f"first boot's set-up ran again on the new root (condition {ran})")
-    return "a pristine root (the first boot's mark is gone); first-boot set-up skipped"
+        raise AssertionError(f"first boot's set-up ran again on the new slot (condition {ran})")
+    return f"version {new} from slot appliance_{new}; first-boot set-up skipped"
 
 
-def check_state_after_root_swap(ctx: Context) -> str:
-    """A new system partition keeps the appliance's password, models and trading data."""
-    before = ctx.facts["before_swap"]
+def check_state_after_update(ctx: Context) -> str:
+    """A new system slot keeps the appliance's password, models and trading data."""
+    before = ctx.facts["before_update"]
     if ctx.agent.run("test -e /var/lib/appliance-panel/setup-code")[0] == 0:
         raise AssertionError("a new setup code was made: first boot ran again")
     wait_for("the engine answers", lambda: ctx.ctl("status"), 300, 5)
@@ -701,7 +750,9 @@ def check_state_after_root_swap(ctx: Context) -> str:
     lost = {k: (before[k], after[k]) for k in kept if before[k] != after[k]}
     gone = set(before["recordings"]) - set(after["recordings"])
     if lost or gone or after["journal"] < before["journal"]:
-        raise AssertionError(f"changed by the swap (before, after): {lost}, recordings lost {gone}")
+        raise AssertionError(
+            f"changed by the update (before, after): {lost}, recordings lost {gone}"
+        )
     check_panel_answers(ctx)
     login = check_login(ctx)
     # Not kept yet (image/README.md says why): reported, not asserted.
@@ -751,13 +802,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench-timeout", type=float, default=2400.0)
     parser.add_argument(
         "--phase",
-        choices=("first", "swapped"),
+        choices=("first", "updated"),
         default="first",
-        help="first: the first boot's checks; swapped: after the root file system was replaced",
+        help="first: the first boot's checks; updated: after the update to N+1 and a reboot",
     )
     parser.add_argument("--facts", type=Path, help="what the first phase learnt, for the second")
     parser.add_argument("--update-key", default="", help="the build's signing key (private PEM)")
     parser.add_argument("--update-bundle", default="", help="the build's update bundle")
+    parser.add_argument("--next-bundle", default="", help="N+1's bundle file name, for the guest")
+    parser.add_argument("--next-version", default="", help="N+1's version")
+    parser.add_argument(
+        "--bundle-url", default="http://10.0.2.100:9101", help="where the guest gets it"
+    )
     ns = parser.parse_args(argv)
     ctx = Context(
         Agent(ns.agent),
@@ -775,6 +831,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ctx.facts["image_root_bytes"] = ns.image_root_bytes
     ctx.facts["update_key"], ctx.facts["update_bundle"] = ns.update_key, ns.update_bundle
+    ctx.facts["next_bundle"], ctx.facts["next_version"] = ns.next_bundle, ns.next_version
+    ctx.facts["bundle_url"] = ns.bundle_url
     if ns.phase == "first":
         ctx.facts_out = ns.facts
     elif ns.facts is not None:
@@ -802,13 +860,13 @@ def main(argv: list[str] | None = None) -> int:
         # It stops the engine and the panel while it measures.
         ("bench-riscv64", check_bench),
         ("update-key", check_update_key),
-        # Last: what the second boot, on a new root file system, must find again.
-        ("prepare-root-swap", check_prepare_root_swap),
+        # Last: what the second boot, on the other system slot, must find again.
+        ("prepare-update", check_prepare_update),
     ]
-    if ns.phase == "swapped":
+    if ns.phase == "updated":
         checks = [
-            ("root-swapped", check_root_swapped),
-            ("state-after-root-swap", check_state_after_root_swap),
+            ("updated", check_updated),
+            ("state-after-update", check_state_after_update),
         ]
     only = {n for n in ns.only.split(",") if n}
     for name, fn in checks:

@@ -78,7 +78,9 @@ def test_the_postinst_uses_the_base_command_line(postinst: ModuleType) -> None:
     # The base's KernelCommandLine is what main() reads from mkosi's config.json.
     base = ini(IMAGE / "mkosi.conf")
     assert base["Content"]["KernelCommandLine"].split() == ["console=ttyS0,115200", "rw"]
-    assert postinst.ROOT == "LABEL=root-riscv64"
+    # IMAGE_VERSION is in the environment mkosi gives the script; not in this test's.
+    expected = f"PARTLABEL=appliance_{os.environ.get('IMAGE_VERSION', '')}"
+    assert expected == postinst.ROOT
 
 
 def test_kernel_and_dtb_are_found_in_a_fake_image(postinst: ModuleType, tmp_path: Path) -> None:
@@ -118,13 +120,13 @@ def test_profile_ini() -> None:
     assert POSTINST.read_text().startswith("#!/usr/bin/python3\n")
 
 
-def test_the_esp_is_made_from_boot_and_root_keeps_its_default_label() -> None:
+def test_the_esp_is_made_from_boot_and_root_is_labelled_with_its_version() -> None:
     esp = (IMAGE / "mkosi.repart/00-esp.conf").read_text()
     assert "CopyFiles=/boot:/" in esp.splitlines()
     root = ini(IMAGE / "mkosi.repart/10-root.conf")["Partition"]
-    # root=LABEL=root-riscv64 relies on systemd-repart's default label for this type.
+    # root=PARTLABEL=appliance_<IMAGE_VERSION> (extlinux here, the UKI on trixie) names it so.
     assert root["Type"] == "root"
-    assert "Label" not in root
+    assert root["Label"] == "appliance_%A"
     assert ini(IMAGE / "mkosi.conf")["Distribution"]["Architecture"] == "riscv64"
 
 

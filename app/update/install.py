@@ -1,0 +1,145 @@
+"""Install a bundle into the other system slot: the root helper (`appliance update install`).
+
+Order, each step refusing with its reason and leaving the running system as it was:
+
+1. the guard: no update while the engine trades live with a position or an order open (paper
+   trading needs no guard: nothing real is at stake across a reboot);
+2. the version: never the running one, never an older one unless the owner asks;
+3. :func:`app.update.stage.stage`: the signature and every checksum, then the payloads unpacked
+   and checked against the manifest;
+4. ``systemd-sysupdate update VERSION`` writes the system image into the slot labelled
+   ``_empty`` (or the older of the two) and the UKI into the ESP (``/usr/lib/sysupdate.d``);
+5. the staged files are removed; the new version boots at the next reboot (systemd-boot starts
+   the newest entry), which the caller asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from app.update import stage
+from app.update.bundle import BundleError, Manifest
+
+OS_RELEASE = Path("/etc/os-release")
+# On the running system slot, root's alone: not on the data partition, whose top directory is the
+# engine user's (a file staged there could be swapped between the check and the write).
+STAGING = Path("/var/lib/appliance-update/staged")
+
+
+class UpdateRefused(BundleError):
+    """An update that is not installed now: the trading state, its version or the slot writer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trading:
+    """What the guard needs from the engine's ``status``."""
+
+    mode: str
+    positions: dict[str, Decimal]
+    open_orders: int | None
+
+
+def running_version(os_release: Path = OS_RELEASE) -> str:
+    for line in os_release.read_text().splitlines():
+        if line.startswith("IMAGE_VERSION="):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return ""
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Order versions as systemd does for these (digits as numbers, the rest as text)."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.findall(r"\d+|[A-Za-z]+", version)
+    )
+
+
+def check_trading(trading: Trading | None) -> None:
+    if trading is None:
+        raise UpdateRefused(
+            "refused: the engine does not answer, so open live positions cannot be ruled out; "
+            "start it (or stop trading on the exchange) and try again"
+        )
+    if trading.mode != "live":
+        return
+    open_positions = sorted(s for s, q in trading.positions.items() if q)
+    if open_positions or trading.open_orders:
+        raise UpdateRefused(
+            "refused: live trading has "
+            + ", ".join(
+                filter(
+                    None,
+                    [
+                        f"open positions in {', '.join(open_positions)}" if open_positions else "",
+                        f"{trading.open_orders} open orders" if trading.open_orders else "",
+                    ],
+                )
+            )
+            + "; flatten first (Mode page: leave live and flatten), then update"
+        )
+
+
+def check_version(new: str, running: str, allow_downgrade: bool) -> None:
+    if new == running:
+        raise UpdateRefused(f"refused: version {new} is the one running")
+    if running and version_key(new) < version_key(running) and not allow_downgrade:
+        raise UpdateRefused(
+            f"refused: version {new} is older than the running {running} (allow a downgrade "
+            "explicitly to install it)"
+        )
+
+
+def engine_trading(socket_path: Path) -> Trading | None:
+    """The engine's mode, positions and open orders over the control socket; None if silent."""
+    from app import contract
+    from app import ctl as ctl_mod
+
+    client = ctl_mod.EngineClient(socket_path, actor="update")
+    reply = asyncio.run(client.call(contract.STATUS, contract.NoArgs()))
+    if not reply.ok or reply.result is None:
+        return None
+    s = reply.result
+    return Trading(mode=s.mode, positions=dict(s.positions), open_orders=s.open_orders)
+
+
+def install(
+    path: Path,
+    trusted_pem: bytes,
+    *,
+    trading: Trading | None,
+    running: str,
+    staging: Path = STAGING,
+    sysupdate: Sequence[str] = ("systemd-sysupdate",),
+    allow_downgrade: bool = False,
+    say: Callable[[str], None] = print,
+) -> Manifest:
+    check_trading(trading)
+    say("checking the signature and checksums")
+    manifest = stage.stage(path, trusted_pem, staging)
+    names = stage.staged_names(manifest.version)
+    try:
+        check_version(manifest.version, running, allow_downgrade)
+        say(f"writing version {manifest.version} into the other system slot")
+        done = subprocess.run(
+            [*sysupdate, "update", manifest.version],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise UpdateRefused(
+                f"the slot writer failed (systemd-sysupdate exit {done.returncode}): "
+                + " / ".join(detail)
+            )
+    finally:
+        for name in names:
+            (staging / name).unlink(missing_ok=True)
+    say(f"version {manifest.version} installed; it starts at the next reboot")
+    return manifest
