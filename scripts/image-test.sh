@@ -75,8 +75,9 @@ read -r _ root_bytes < <("$py" -m app.update.gpt "$raw")
 cp --sparse=always "$raw" "$run/disk.raw"
 truncate -s "${APPLIANCE_IMAGE_TEST_DISK:-10G}" "$run/disk.raw"
 
-# A/B update: this build's version N, its signing key, and N+1 derived from it (only its version
-# differs: tests/image/derive_bundle.py), served to the guest at 10.0.2.100:9101.
+# A/B update: this build's version N, its signing key, and N+1 and N+2 derived from it (only
+# their versions differ, and N+2's engine never reports ready: tests/image/derive_bundle.py),
+# served to the guest at 10.0.2.100:9101.
 update_key=${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}
 built_bundle=$(readlink -f "$IMAGE_OUT/$IMAGE_ID.update" || true)
 version=$(basename "$built_bundle" .update); version=${version#"${IMAGE_ID}_"}
@@ -86,7 +87,11 @@ derive_start=$SECONDS
 "$py" "$IMAGE_REPO/tests/image/derive_bundle.py" --image "$raw" --uki "$IMAGE_OUT/$IMAGE_ID.efi" \
     --key "$update_key" --from-version "$version" --version "$next_version" \
     -o "$run/bundles/${IMAGE_ID}_$next_version.update" >&2
-log "derived version $next_version from $version in $((SECONDS - derive_start))s"
+broken_version=$version.2
+"$py" "$IMAGE_REPO/tests/image/derive_bundle.py" --image "$raw" --uki "$IMAGE_OUT/$IMAGE_ID.efi" \
+    --key "$update_key" --from-version "$version" --version "$broken_version" --broken \
+    -o "$run/bundles/${IMAGE_ID}_$broken_version.update" >&2
+log "derived versions $next_version and $broken_version (broken) from $version in $((SECONDS - derive_start))s"
 http_port=$(free_port)
 "$py" -m http.server --bind 127.0.0.1 --directory "$run/bundles" "$http_port" >"$run/http.log" 2>&1 &
 http_pid=$!
@@ -113,36 +118,8 @@ boot_vm() {
     [ -S "$run/agent.sock" ] || { cat "$run/$1-qemu.log" >&2; die "QEMU did not start"; }
 }
 
-# checks PHASE NAME: image_checks.py against the running VM.
-checks() {
-    "$py" "$IMAGE_REPO/tests/image/image_checks.py" --agent "$run/agent.sock" \
-        --panel "http://127.0.0.1:$panel_port" --serial-log "$run/$2-serial.log" \
-        --model "$IMAGE_REPO/models/default.onnx" --image-root-bytes "$root_bytes" \
-        --boot-timeout "${APPLIANCE_IMAGE_BOOT_TIMEOUT:-900}" --diagnostics "$run/$2-guest.log" \
-        --only "${APPLIANCE_IMAGE_TEST_ONLY:-}" \
-        --reference "${APPLIANCE_REFERENCE_DIR:-$IMAGE_REPO/../shared/reference}" \
-        --bench-messages "${APPLIANCE_IMAGE_BENCH_MESSAGES:-20000}" \
-        --bench-rounds "${APPLIANCE_IMAGE_BENCH_ROUNDS:-1}" \
-        --bench-decide "${APPLIANCE_IMAGE_BENCH_DECIDE:-bar}" \
-        --update-key "${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}" \
-        --update-bundle "$built_bundle" \
-        --next-bundle "${IMAGE_ID}_$next_version.update" --next-version "$next_version" \
-        --phase "$1" --facts "$run/facts.json"
-}
-
-start=$SECONDS
-log "booting $raw (sim on 127.0.0.1:$sim_port, panel on 127.0.0.1:$panel_port, logs in $logs)"
-boot_vm first
-rc=0
-checks first first || rc=$?
-
-# The update: the last first-boot check installed version N+1 into the other system slot (the
-# guest fetched the bundle from 10.0.2.100:9101 and ran `appliance update install`). Power off and
-# boot again: systemd-boot starts the newest entry, N+1, whose root= names its slot; the second
-# boot must come up as the same appliance (password, models, trading data) on the new version.
-if [ "$rc" = 0 ] && [ -s "$run/facts.json" ] && grep -q before_update "$run/facts.json"; then
-    swap=$SECONDS
-    log "powering off to boot version $next_version"
+# power_off: shut the guest down through the agent and wait for QEMU to end.
+power_off() {
     # The agent's answer may never come: the guest goes down under it.
     "$py" - "$run/agent.sock" <<'PY' || true
 import json, socket, sys
@@ -161,9 +138,55 @@ PY
     fi
     wait "$qemu_pid" 2>/dev/null || true
     qemu_pid=""
+}
+
+# checks PHASE NAME: image_checks.py against the running VM.
+checks() {
+    "$py" "$IMAGE_REPO/tests/image/image_checks.py" --agent "$run/agent.sock" \
+        --panel "http://127.0.0.1:$panel_port" --serial-log "$run/$2-serial.log" \
+        --model "$IMAGE_REPO/models/default.onnx" --image-root-bytes "$root_bytes" \
+        --boot-timeout "${APPLIANCE_IMAGE_BOOT_TIMEOUT:-900}" --diagnostics "$run/$2-guest.log" \
+        --only "${APPLIANCE_IMAGE_TEST_ONLY:-}" \
+        --reference "${APPLIANCE_REFERENCE_DIR:-$IMAGE_REPO/../shared/reference}" \
+        --bench-messages "${APPLIANCE_IMAGE_BENCH_MESSAGES:-20000}" \
+        --bench-rounds "${APPLIANCE_IMAGE_BENCH_ROUNDS:-1}" \
+        --bench-decide "${APPLIANCE_IMAGE_BENCH_DECIDE:-bar}" \
+        --update-key "${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}" \
+        --update-bundle "$built_bundle" \
+        --next-bundle "${IMAGE_ID}_$next_version.update" --next-version "$next_version" \
+        --broken-bundle "${IMAGE_ID}_$broken_version.update" --broken-version "$broken_version" \
+        --phase "$1" --facts "$run/facts.json"
+}
+
+start=$SECONDS
+log "booting $raw (sim on 127.0.0.1:$sim_port, panel on 127.0.0.1:$panel_port, logs in $logs)"
+boot_vm first
+rc=0
+checks first first || rc=$?
+
+# The update: the last first-boot check installed version N+1 into the other system slot (the
+# guest fetched the bundle from 10.0.2.100:9101 and ran `appliance update install`). Power off and
+# boot again: systemd-boot starts the newest entry, N+1, whose root= names its slot; the second
+# boot must come up as the same appliance (password, models, trading data) on the new version.
+if [ "$rc" = 0 ] && [ -s "$run/facts.json" ] && grep -q before_update "$run/facts.json"; then
+    swap=$SECONDS
+    log "powering off to boot version $next_version"
+    power_off
     boot_vm updated
     checks updated updated || rc=$?
     log "update: $((SECONDS - swap))s from power-off to the last check on $next_version"
+fi
+
+# The rollback: the last check on N+1 installed N+2, whose engine never reports ready. Power off
+# and boot: systemd-boot starts N+2 (newest, on trial); its health gate fails after its timeout,
+# marks the entry bad and reboots (QEMU resets in place); systemd-boot starts N+1 again.
+if [ "$rc" = 0 ] && grep -q broken_figures "$run/facts.json" 2>/dev/null; then
+    swap=$SECONDS
+    log "powering off to boot version $broken_version (broken)"
+    power_off
+    boot_vm rolled-back
+    checks rolled-back rolled-back || rc=$?
+    log "rollback: $((SECONDS - swap))s from power-off to the last check, back on $next_version"
 fi
 log "image-test took $((SECONDS - start))s after the build; logs in $logs"
 if [ "${APPLIANCE_IMAGE_KEEP:-0}" = 1 ]; then

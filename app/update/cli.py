@@ -42,6 +42,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inst.add_argument("--reboot", action="store_true", help="reboot into it when installed")
     inst.set_defaults(func=_install)
 
+    gate = actions.add_parser("health", help="the health gate of this boot (root, at boot)")
+    gate.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for health")
+    gate.add_argument("--panel-url", default="http://127.0.0.1:8080/")
+    gate.add_argument("--record", type=Path, default=None, help="where the verdict goes")
+    gate.add_argument(
+        "--no-rollback", action="store_true", help="only report: never mark bad or reboot"
+    )
+    gate.set_defaults(func=_health)
+
     check = actions.add_parser("verify", help="check a bundle's signature and checksums")
     check.add_argument("bundle", type=Path)
     check.add_argument("--key", type=Path, default=bundle.TRUSTED_KEY, help="public key (PEM)")
@@ -125,3 +134,58 @@ def _install(ns: argparse.Namespace) -> int:
         print(f"update: rebooting into {m.version}", flush=True)
         subprocess.run(["systemctl", "reboot"], check=True)
     return 0
+
+
+def _esp() -> Path | None:
+    import subprocess
+
+    done = subprocess.run(
+        ["bootctl", "--print-esp-path"], capture_output=True, text=True, check=False
+    )
+    path = done.stdout.strip()
+    return Path(path) if done.returncode == 0 and path else None
+
+
+def _health(ns: argparse.Namespace) -> int:
+    import subprocess
+    import time
+
+    from app import config as config_mod
+    from app.update import health, install
+
+    cfg = config_mod.load(ns.data_dir.resolve(), ns.config, None)
+    version = install.running_version()
+    esp = _esp()
+    entry = health.boot_entry(esp, version) if esp else None
+
+    def probes() -> list[health.Probe]:
+        return [
+            health.probe_engine(),
+            *health.probe_control_and_model(cfg.control_socket),
+            health.probe_panel(ns.panel_url),
+        ]
+
+    outcome = health.wait_healthy(probes, ns.timeout)
+    for p in outcome.probes:
+        print(f"health: {'ok  ' if p.ok else 'FAIL'} {p.name}: {p.detail}", flush=True)
+    trial = entry is not None and entry.on_trial
+    roll_back = not outcome.ok and trial and not ns.no_rollback
+    action = "kept" if outcome.ok else "rolled back" if roll_back else "stayed"
+    record = ns.record or health.RECORD
+    health.record(record, version, outcome, action, time.time_ns() // 1_000_000)
+    counted = health.loader_counts()
+    if outcome.ok:
+        if entry is not None and trial and not counted:
+            print(f"health: boot entry {health.settle(entry, good=True).name} blessed", flush=True)
+        print(f"health: version {version} works (after {outcome.waited_s:.0f} s)", flush=True)
+        return 0
+    failed = ", ".join(p.name for p in outcome.failed())
+    print(f"health: version {version} failed ({failed}) after {outcome.waited_s:.0f} s", flush=True)
+    if action == "rolled back" and entry is not None:
+        if counted:
+            subprocess.run(["systemd-bless-boot", "bad"], check=False)
+        else:
+            health.settle(entry, good=False)
+        print("health: boot entry marked bad; rebooting into the previous version", flush=True)
+        subprocess.run(["systemctl", "reboot", "--no-block"], check=False)
+    return 1

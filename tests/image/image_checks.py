@@ -613,21 +613,15 @@ def _state(ctx: Context) -> dict[str, Any]:
     }
 
 
-def check_prepare_update(ctx: Context) -> str:
-    """Last check of the first boot: note the state, then install version N+1 into the other slot
-    as the owner's appliance would (the bundle scripts/image-test.sh derived from this build,
-    fetched from the host), for the next boot."""
-    # The bench before this one restarts the engine and the panel.
-    ctx.facts["before_update"] = wait_for("the engine answers", lambda: _state(ctx), 300, 5)
-    ctx.facts["machine_id"] = ctx.agent.ok("cat /etc/machine-id").strip()
-    running = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
-    name, url = ctx.facts["next_bundle"], ctx.facts["bundle_url"]
+def _install(ctx: Context, name: str, new: str) -> tuple[float, float, list[str], list[str]]:
+    """Fetch bundle ``name`` from the host and install it with the appliance's own helper:
+    (seconds to fetch, seconds to install, system slot labels, UKIs on the ESP)."""
     dest = "/var/lib/appliance/next.update"
     started = time.monotonic()
     ctx.agent.ok(
         "python3 -c 'import shutil, sys, urllib.request as u; shutil.copyfileobj("
         f'u.urlopen(sys.argv[1], timeout=60), open(sys.argv[2], "wb"), 1 << 20)\' '
-        f"{shlex.quote(url + '/' + name)} {dest}",
+        f"{shlex.quote(ctx.facts['bundle_url'] + '/' + name)} {dest}",
         timeout=900,
     )
     fetched = time.monotonic() - started
@@ -637,25 +631,121 @@ def check_prepare_update(ctx: Context) -> str:
     ctx.agent.run(f"rm -f {dest}")
     if rc != 0:
         raise AssertionError(f"install refused or failed (rc {rc}): {(out + err).strip()[-600:]}")
-    new = ctx.facts["next_version"]
     if f"version {new} installed" not in out:
         raise AssertionError(f"install said: {out.strip()[-400:]}")
     slots = ctx.agent.ok("lsblk -rno PARTLABEL,PARTTYPE | grep -i 72ec70a6 | cut -d' ' -f1")
-    if sorted(slots.split()) != sorted([f"appliance_{running}", f"appliance_{new}"]):
-        raise AssertionError(f"slot labels after the install: {slots.split()}")
     efi = ctx.agent.ok("ls $(bootctl -p)/EFI/Linux")
-    if f"appliance_{new}.efi" not in efi.split():
-        raise AssertionError(f"no appliance_{new}.efi on the ESP: {efi.split()}")
-    ctx.facts["update_figures"] = {"fetch_s": round(fetched, 1), "apply_s": round(applied, 1)}
+    return fetched, applied, sorted(slots.split()), sorted(efi.split())
+
+
+def _save_facts(ctx: Context) -> None:
     if ctx.facts_out is not None:
         ctx.facts_out.write_text(json.dumps(ctx.facts, default=str))
+
+
+def check_prepare_update(ctx: Context) -> str:
+    """Last check of the first boot: note the state, then install version N+1 into the other slot
+    as the owner's appliance would (the bundle scripts/image-test.sh derived from this build,
+    fetched from the host), for the next boot."""
+    # The bench before this one restarts the engine and the panel.
+    ctx.facts["before_update"] = wait_for("the engine answers", lambda: _state(ctx), 300, 5)
+    ctx.facts["machine_id"] = ctx.agent.ok("cat /etc/machine-id").strip()
+    running = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
+    new = ctx.facts["next_version"]
+    fetched, applied, slots, efi = _install(ctx, ctx.facts["next_bundle"], new)
+    if slots != sorted([f"appliance_{running}", f"appliance_{new}"]):
+        raise AssertionError(f"slot labels after the install: {slots}")
+    if f"appliance_{new}+3.efi" not in efi:
+        raise AssertionError(f"no appliance_{new}+3.efi (on trial) on the ESP: {efi}")
+    ctx.facts["update_figures"] = {"fetch_s": round(fetched, 1), "apply_s": round(applied, 1)}
+    _save_facts(ctx)
     state = ctx.facts["before_update"]
     return (
         f"{len(state['models'])} models (active {str(state['active_model'])[:12]}), "
         f"{state['journal']} journal rows, recordings {state['recordings']}, password set; "
         f"{running} -> {new}: fetched in {fetched:.0f}s, installed in {applied:.0f}s "
-        f"(slots {' '.join(sorted(slots.split()))}; ESP {' '.join(sorted(efi.split()))})"
+        f"(slots {' '.join(slots)}; ESP {' '.join(efi)})"
     )
+
+
+def check_blessed(ctx: Context) -> str:
+    """N+1 passed its health gate: its entry lost its counter, and the verdict is recorded."""
+    new = ctx.facts["next_version"]
+
+    def verdict() -> dict[str, Any] | None:
+        out = ctx.agent.ok("cat /var/lib/appliance-panel/update-health.json 2>/dev/null || echo []")
+        found = [v for v in json.loads(out) if v.get("version") == new]
+        return found[0] if found else None
+
+    v = wait_for("the health gate's verdict", verdict, 900, 10)
+    efi = sorted(ctx.agent.ok("ls $(bootctl -p)/EFI/Linux").split())
+    if not v["ok"] or v["action"] != "kept" or f"appliance_{new}.efi" not in efi:
+        raise AssertionError(f"verdict {v}; ESP {efi}")
+    gate = ctx.agent.ok("systemctl show -P ActiveState -P Result appliance-update-health")
+    return (
+        f"health gate passed after {v['waited_s']:.0f}s ({' '.join(gate.split())}); "
+        f"ESP {' '.join(efi)}"
+    )
+
+
+def check_prepare_broken_update(ctx: Context) -> str:
+    """Install N+2, whose engine never reports ready: the next boot must come back to N+1."""
+    running = ctx.facts["next_version"]
+    broken = ctx.facts["broken_version"]
+    fetched, applied, slots, efi = _install(ctx, ctx.facts["broken_bundle"], broken)
+    if slots != sorted([f"appliance_{running}", f"appliance_{broken}"]):
+        raise AssertionError(f"slot labels after the install: {slots}")
+    if f"appliance_{broken}+3.efi" not in efi or f"appliance_{running}.efi" not in efi:
+        raise AssertionError(f"ESP after installing {broken}: {efi}")
+    ctx.facts["broken_figures"] = {"fetch_s": round(fetched, 1), "apply_s": round(applied, 1)}
+    _save_facts(ctx)
+    return (
+        f"{running} -> {broken} (its engine never ready): installed in {applied:.0f}s; slots "
+        f"{' '.join(slots)}; ESP {' '.join(efi)}"
+    )
+
+
+def check_rollback(ctx: Context) -> str:
+    """The broken N+2 boots, fails its health gate, marks itself bad and reboots; N+1 comes back.
+    Replaces the boot check of this phase: the agent answers in N+2 too."""
+    broken, good = ctx.facts["broken_version"], ctx.facts["next_version"]
+    started = time.monotonic()
+    seen: list[str] = []
+
+    def version() -> str | None:
+        try:
+            ctx.agent.wait_ready(60)
+            v = ctx.agent.ok("cat /usr/lib/appliance/version", timeout=30).strip()
+        except (OSError, TimeoutError, ConnectionError, ValueError, AssertionError):
+            ctx.agent._sock = None
+            return None
+        if not seen or seen[-1] != v:
+            seen.append(v)
+        return v if v == good and broken in seen else None
+
+    wait_for(f"back on {good} after {broken}", version, ctx.boot_timeout + 1200, 10)
+    back = time.monotonic() - started
+    state = ctx.agent.run("systemctl is-system-running --wait", timeout=600)[1].strip()
+    return f"saw {' -> '.join(seen)}: back on {good} {back:.0f}s after power-on; system {state}"
+
+
+def check_rolled_back(ctx: Context) -> str:
+    broken, good = ctx.facts["broken_version"], ctx.facts["next_version"]
+    root = ctx.agent.ok("lsblk -rno PARTLABEL $(findmnt -rno SOURCE /)").strip()
+    efi = sorted(ctx.agent.ok("ls $(bootctl -p)/EFI/Linux").split())
+    record = json.loads(ctx.agent.ok("cat /var/lib/appliance-panel/update-health.json"))
+    failed = next((v for v in record if v["version"] == broken), None)
+    if root != f"appliance_{good}" or f"appliance_{broken}+0-0.efi" not in efi:
+        raise AssertionError(f"running from {root}; ESP {efi}")
+    if failed is None or failed["action"] != "rolled back" or failed["ok"]:
+        raise AssertionError(f"the health record has no rollback of {broken}: {record[:3]}")
+    why = "; ".join(f"{p['name']}: {p['detail']}" for p in failed["probes"] if not p["ok"])
+    check_login(ctx)
+    page = ctx.http.get(ctx.panel + "/system").text
+    banner = f"Version {broken} did not pass its health check, and the appliance went back to "
+    if banner + f"version {good} by itself" not in page:
+        raise AssertionError(f"the System page does not report the rollback: {page[:600]}")
+    return f"slot appliance_{good}; ESP {' '.join(efi)}; gate said {why}; the panel reports it"
 
 
 def check_update_key(ctx: Context) -> str:
@@ -802,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench-timeout", type=float, default=2400.0)
     parser.add_argument(
         "--phase",
-        choices=("first", "updated"),
+        choices=("first", "updated", "rolled-back"),
         default="first",
         help="first: the first boot's checks; updated: after the update to N+1 and a reboot",
     )
@@ -811,6 +901,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-bundle", default="", help="the build's update bundle")
     parser.add_argument("--next-bundle", default="", help="N+1's bundle file name, for the guest")
     parser.add_argument("--next-version", default="", help="N+1's version")
+    parser.add_argument("--broken-bundle", default="", help="N+2's bundle (never ready)")
+    parser.add_argument("--broken-version", default="", help="N+2's version")
     parser.add_argument(
         "--bundle-url", default="http://10.0.2.100:9101", help="where the guest gets it"
     )
@@ -832,13 +924,17 @@ def main(argv: list[str] | None = None) -> int:
     ctx.facts["image_root_bytes"] = ns.image_root_bytes
     ctx.facts["update_key"], ctx.facts["update_bundle"] = ns.update_key, ns.update_bundle
     ctx.facts["next_bundle"], ctx.facts["next_version"] = ns.next_bundle, ns.next_version
+    ctx.facts["broken_bundle"], ctx.facts["broken_version"] = ns.broken_bundle, ns.broken_version
     ctx.facts["bundle_url"] = ns.bundle_url
-    if ns.phase == "first":
-        ctx.facts_out = ns.facts
-    elif ns.facts is not None:
+    # Each phase reads what the ones before learnt, and adds to it for the next.
+    if ns.phase != "first" and ns.facts is not None:
         ctx.facts.update(json.loads(ns.facts.read_text()))
+    ctx.facts_out = ns.facts
     report = Report()
-    booted = report.check("boot", lambda: check_boot(ctx))
+    if ns.phase == "rolled-back":
+        booted = report.check("rollback", lambda: check_rollback(ctx))
+    else:
+        booted = report.check("boot", lambda: check_boot(ctx))
     checks: list[tuple[str, Callable[[Context], str]]] = [
         ("setup-code", check_setup_code),
         ("services", check_services),
@@ -867,6 +963,13 @@ def main(argv: list[str] | None = None) -> int:
         checks = [
             ("updated", check_updated),
             ("state-after-update", check_state_after_update),
+            ("blessed", check_blessed),
+            ("prepare-broken-update", check_prepare_broken_update),
+        ]
+    if ns.phase == "rolled-back":
+        checks = [
+            ("rolled-back", check_rolled_back),
+            ("state-after-rollback", check_state_after_update),
         ]
     only = {n for n in ns.only.split(",") if n}
     for name, fn in checks:

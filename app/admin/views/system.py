@@ -10,6 +10,7 @@ write there. The panel removes its copy either way."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -24,6 +25,7 @@ from app.admin.state import panel_of
 from app.admin.uploads import UploadError, receive_upload
 from app.admin.views.common import check_password, command, form_dict
 from app.store import archive
+from app.update import health, install
 
 ARCHIVE_FIELD = "archive"
 _MEMBER_WORDS = {
@@ -78,8 +80,36 @@ async def system_page(request: Request) -> Response:
         **listing,
         "journal": journal,
         "archive_upload_max_bytes": panel.cfg.archive_upload_max_bytes,
+        "updates": await asyncio.to_thread(updates_context, panel.cfg.data_dir),
     }
     return await render(request, "system.html", ctx)
+
+
+def updates_context(panel_dir: Path, os_release: Path = install.OS_RELEASE) -> dict[str, Any]:
+    """The running system version and the health gate's verdicts (app/update/health.py): after a
+    rollback, the version that failed, why, and the one the appliance went back to."""
+    running = install.running_version(os_release) if os_release.exists() else ""
+    verdicts = health.read_record(panel_dir / health.RECORD.name)
+    # The newest rollback away from a version that is not the one running (once that version is
+    # installed and running again, it is history, not news).
+    rolled_back = (
+        next(
+            (
+                v
+                for v in verdicts
+                if v.get("action") == "rolled back" and v.get("version") != running
+            ),
+            None,
+        )
+        if running
+        else None
+    )
+    return {
+        "running": running,
+        "verdicts": verdicts[:5],
+        "rolled_back": rolled_back,
+        "failed_probes": [p for p in (rolled_back or {}).get("probes", []) if not p.get("ok")],
+    }
 
 
 async def backups_fragment(request: Request) -> Response:
