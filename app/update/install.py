@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +31,10 @@ OS_RELEASE = Path("/etc/os-release")
 # On the running system slot, root's alone: not on the data partition, whose top directory is the
 # engine user's (a file staged there could be swapped between the check and the write).
 STAGING = Path("/var/lib/appliance-update/staged")
+
+
+# Not on PATH: Debian ships it in systemd-container, under /usr/lib/systemd.
+SYSUPDATE = ("/usr/lib/systemd/systemd-sysupdate",)
 
 
 class UpdateRefused(BundleError):
@@ -115,23 +120,30 @@ def install(
     trading: Trading | None,
     running: str,
     staging: Path = STAGING,
-    sysupdate: Sequence[str] = ("systemd-sysupdate",),
+    sysupdate: Sequence[str] = SYSUPDATE,
     allow_downgrade: bool = False,
     say: Callable[[str], None] = print,
 ) -> Manifest:
     check_trading(trading)
-    say("checking the signature and checksums")
+    started = time.monotonic()
+    say("checking the signature and checksums, then unpacking")
     manifest = stage.stage(path, trusted_pem, staging)
+    say(f"checked and unpacked in {time.monotonic() - started:.0f} s")
     names = stage.staged_names(manifest.version)
     try:
         check_version(manifest.version, running, allow_downgrade)
         say(f"writing version {manifest.version} into the other system slot")
-        done = subprocess.run(
-            [*sysupdate, "update", manifest.version],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                [*sysupdate, "update", manifest.version],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise UpdateRefused(
+                f"the slot writer is missing ({sysupdate[0]}): this system cannot install updates"
+            ) from None
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise UpdateRefused(
@@ -141,5 +153,8 @@ def install(
     finally:
         for name in names:
             (staging / name).unlink(missing_ok=True)
-    say(f"version {manifest.version} installed; it starts at the next reboot")
+    say(
+        f"version {manifest.version} installed in {time.monotonic() - started:.0f} s; "
+        "it starts at the next reboot"
+    )
     return manifest

@@ -76,7 +76,8 @@ def test_install_hands_the_staged_version_to_the_slot_writer(tmp_path: Path, sta
         "appliance_0.1.0.351.root.raw",
     ]
     assert list(staging.iterdir()) == []  # removed once written
-    assert said[-1] == "version 0.1.0.351 installed; it starts at the next reboot"
+    assert said[-1].startswith("version 0.1.0.351 installed in ")
+    assert said[-1].endswith(" s; it starts at the next reboot")
 
 
 def test_live_positions_or_orders_refuse_before_anything_is_read(
@@ -179,3 +180,18 @@ def test_the_running_version_is_read_from_os_release(tmp_path: Path) -> None:
     assert install.running_version(tmp_path / "os-release") == "0.1.0.350"
     (tmp_path / "bare").write_text("ID=debian\n")
     assert install.running_version(tmp_path / "bare") == ""
+
+
+def test_a_system_without_the_slot_writer_says_so(tmp_path: Path, staging: Path) -> None:
+    path, public = _bundle(tmp_path)
+    with pytest.raises(UpdateRefused, match="the slot writer is missing"):
+        install.install(
+            path,
+            public,
+            trading=PAPER,
+            running="0.1.0.350",
+            staging=staging,
+            sysupdate=[str(tmp_path / "no-such-program")],
+            say=lambda _: None,
+        )
+    assert list(staging.iterdir()) == []
