@@ -20,7 +20,7 @@ from app.admin.gate import Gate
 from app.admin.render import make_templates
 from app.admin.security import SecurityHeaders
 from app.admin.state import Panel
-from app.admin.views import auth, dashboard, mode, models, pnl, settings, system
+from app.admin.views import auth, dashboard, mode, models, pnl, settings, system, updates
 
 
 class LifespanState(TypedDict):
@@ -81,6 +81,8 @@ def routes(panel: Panel) -> list[Route | Mount]:
         Route("/system/backup", system.backup_now, methods=["POST"], name="system_backup"),
         Route("/system/upload", system.upload_backup, methods=["POST"], name="system_upload"),
         Route("/system/backups", system.backups_fragment, name="system_backups"),
+        Route("/system/update", updates.upload_update, methods=["POST"], name="system_update"),
+        Route("/system/update/status", updates.update_status, name="system_update_status"),
         Route("/system/backups/{name}", system.download_backup, name="system_backup_download"),
         Route("/sessions", system.sessions_page, name="sessions"),
         Route("/sessions/revoke", system.revoke_session, methods=["POST"], name="sessions_revoke"),

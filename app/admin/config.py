@@ -34,6 +34,10 @@ class AdminConfig:
     upload_max_bytes: int = 64 * 1024 * 1024
     # A backup archive holds the model store (several models) and the journals: more room.
     archive_upload_max_bytes: int = 512 * 1024 * 1024
+    # A system update bundle: the system image (zstd) and its UKI, about 300 MB today.
+    update_upload_max_bytes: int = 1024 * 1024 * 1024
+    # The public key update bundles must be signed with (baked into the image).
+    update_key: Path = Path("/usr/lib/appliance/update-key.pem")
     # How long a control command may take before the page says the engine did not answer.
     control_timeout_s: float = 5.0
     live_interval_s: float = 1.0
@@ -70,6 +74,11 @@ class AdminConfig:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def update_spool(self) -> Path:
+        """Where a checked bundle waits for root's install (app/update/request.py)."""
+        return self.data_dir / "update"
 
     @property
     def tls_dir(self) -> Path:

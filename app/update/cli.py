@@ -7,6 +7,7 @@ anywhere, and on the appliance checks against the key baked into its image.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from app.update import bundle, gpt
@@ -50,6 +51,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-rollback", action="store_true", help="only report: never mark bad or reboot"
     )
     gate.set_defaults(func=_health)
+
+    serve = actions.add_parser("serve", help="carry out the panel's update request (root)")
+    serve.add_argument("--spool", type=Path, default=Path("/var/lib/appliance-panel/update"))
+    serve.add_argument("--key", type=Path, default=bundle.TRUSTED_KEY, help="public key (PEM)")
+    serve.set_defaults(func=_serve)
 
     check = actions.add_parser("verify", help="check a bundle's signature and checksums")
     check.add_argument("bundle", type=Path)
@@ -189,3 +195,33 @@ def _health(ns: argparse.Namespace) -> int:
         print("health: boot entry marked bad; rebooting into the previous version", flush=True)
         subprocess.run(["systemctl", "reboot", "--no-block"], check=False)
     return 1
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    import subprocess
+
+    from app import config as config_mod
+    from app.update import install, request
+
+    cfg = config_mod.load(ns.data_dir.resolve(), ns.config, None)
+
+    def install_fn(path: Path, say: Callable[[str], None]) -> str:
+        try:
+            trusted = ns.key.read_bytes()
+        except OSError as exc:
+            raise bundle.BundleError(f"no update key to check against: {exc}") from None
+        m = install.install(
+            path,
+            trusted,
+            trading=install.engine_trading(cfg.control_socket),
+            running=install.running_version(),
+            say=say,
+        )
+        return m.version
+
+    def reboot() -> None:
+        subprocess.run(["systemctl", "reboot", "--no-block"], check=False)
+
+    state = request.serve(ns.spool, install_fn, reboot)
+    print(f"update: request {state or 'none'}")
+    return 0 if state in (None, "installed", "rebooting") else 1

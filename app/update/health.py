@@ -27,8 +27,6 @@ panic=10 reboots it into the same entry); the owner rolls it back from the boot 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
 import subprocess
 import time
@@ -36,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from app.update import jsonfile
 
 # The panel's state directory (data partition): what it shows after a rollback.
 RECORD = Path("/var/lib/appliance-panel/update-health.json")
@@ -138,22 +138,12 @@ def record(path: Path, version: str, outcome: Outcome, action: str, ts_ms: int) 
         "ts_ms": ts_ms,
     }
     history = [verdict, *read_record(path)][:HISTORY]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        json.dump(history, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    jsonfile.write(path, history)
 
 
 def read_record(path: Path = RECORD) -> list[dict[str, Any]]:
     """The verdicts, newest first; none if the record is missing or unreadable."""
-    try:
-        if path.is_symlink():
-            return []
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
+    doc = jsonfile.read(path)
     return [v for v in doc if isinstance(v, dict)] if isinstance(doc, list) else []
 
 

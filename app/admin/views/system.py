@@ -26,6 +26,7 @@ from app.admin.uploads import UploadError, receive_upload
 from app.admin.views.common import check_password, command, form_dict
 from app.store import archive
 from app.update import health, install
+from app.update import request as update_request
 
 ARCHIVE_FIELD = "archive"
 _MEMBER_WORDS = {
@@ -81,6 +82,10 @@ async def system_page(request: Request) -> Response:
         "journal": journal,
         "archive_upload_max_bytes": panel.cfg.archive_upload_max_bytes,
         "updates": await asyncio.to_thread(updates_context, panel.cfg.data_dir),
+        "update_upload_max_bytes": panel.cfg.update_upload_max_bytes,
+        "update_progress": await asyncio.to_thread(
+            update_request.read_status, panel.cfg.update_spool
+        ),
     }
     return await render(request, "system.html", ctx)
 

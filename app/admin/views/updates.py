@@ -1,0 +1,115 @@
+"""System updates from the panel: upload a bundle, see it checked, installed and rebooted into.
+
+The panel checks what it can before asking anything of root, so that a wrong file is refused at
+once with its reason: the password again (an update replaces the system), the bundle's signature
+and checksums against the image's key (``app.update.bundle``), the version against the running
+one, and the engine's trading (never during live trading with a position or an order open). Then
+it moves the file to its update spool and writes the request; root's
+``appliance-update-request.service`` checks the bundle again itself, installs it and writes its
+progress, which the page polls (``app/update/request.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import contract
+from app.admin.redact import hide_paths
+from app.admin.render import render
+from app.admin.state import actor_of, panel_of
+from app.admin.uploads import UploadError, receive_upload
+from app.admin.views.common import check_password, command
+from app.update import bundle, install, request
+from app.update.bundle import BundleError
+
+BUNDLE_FIELD = "bundle"
+
+
+def _check(path: Path, key: Path, running: str) -> bundle.Manifest:
+    try:
+        trusted = key.read_bytes()
+    except OSError:
+        raise BundleError("this system has no update key: it is not an appliance image") from None
+    manifest = bundle.verify_bundle(path, trusted)
+    install.check_version(manifest.version, running, allow_downgrade=False)
+    return manifest
+
+
+async def upload_update(request_: Request) -> Response:
+    panel = panel_of(request_)
+    outcome: dict[str, Any] = {"action": "update"}
+
+    async def refuse(error: str, status: int) -> Response:
+        outcome.update(ok=False, error=error)
+        return await render(request_, "_update.html", {"update": outcome}, status_code=status)
+
+    try:
+        up = await receive_upload(
+            request_.headers.get("content-type", ""),
+            request_.stream(),
+            panel.cfg.uploads_dir,
+            panel.cfg.update_upload_max_bytes,
+            field=BUNDLE_FIELD,
+            suffix=".update",
+        )
+    except (UploadError, ValueError) as exc:
+        return await refuse(hide_paths(str(exc)), 400)
+    try:
+        why = await check_password(request_, up.fields.get("password", ""))
+        if why:
+            return await refuse(f"Not updated: {why}.", 403)
+        status = await command(request_, contract.STATUS)
+        trading = (
+            install.Trading(
+                status.result.mode, dict(status.result.positions), status.result.open_orders
+            )
+            if status.ok and status.result is not None
+            else None
+        )
+        running = install.running_version()
+        try:
+            install.check_trading(trading)
+            manifest = await asyncio.to_thread(_check, up.path, panel.cfg.update_key, running)
+        except BundleError as exc:
+            return await refuse(str(exc), 422)
+        spool = panel.cfg.update_spool
+        await asyncio.to_thread(_queue, up.path, spool)
+        req = request.Request(
+            version=manifest.version,
+            reboot=up.fields.get("reboot", "") == "on",
+            actor=actor_of(request_),
+            ts_ms=time.time_ns() // 1_000_000,
+        )
+        await asyncio.to_thread(request.write_request, spool, req)
+    finally:
+        up.path.unlink(missing_ok=True)
+    outcome.update(
+        ok=True,
+        version=manifest.version,
+        running=running,
+        size=up.size,
+        file=up.original_name,
+        key=manifest.key_id,
+        reboot=req.reboot,
+    )
+    return await render(
+        request_, "_update.html", {"update": outcome, "progress": None}, status_code=202
+    )
+
+
+def _queue(path: Path, spool: Path) -> None:
+    spool.mkdir(mode=0o750, exist_ok=True)
+    (spool / request.STATUS).unlink(missing_ok=True)
+    os.replace(path, spool / request.BUNDLE)
+
+
+async def update_status(request_: Request) -> Response:
+    """The install's progress, as root writes it: polled while it runs."""
+    progress = await asyncio.to_thread(request.read_status, panel_of(request_).cfg.update_spool)
+    return await render(request_, "_update_progress.html", {"progress": progress})

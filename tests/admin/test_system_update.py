@@ -1,0 +1,160 @@
+"""A system update through the panel: the real panel, engine and simulator processes; the root side
+(``appliance update serve``) run in-process against the panel's spool, with a stand-in for
+systemd-sysupdate (it would write this machine's disk)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app import config as config_mod
+from app.update import bundle, install, request
+from tests.admin.panelproc import PASSWORD, csrf_from, login, running_panel, set_password
+from tests.integration.engineproc import running_engine
+from tests.simproc import running_sim
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("update")
+    data = root / "data"
+    data.mkdir()
+    public = bundle.generate_key(root / "signing.pem")
+    (root / "update-key.pem").write_bytes(public)
+    set_password(data)
+    with running_sim("--seed", "7") as sim:
+        with running_engine(data, sim.rest_url, sim.ws_url, log=root / "engine.log"):
+            with running_panel(
+                data, "--update-key", str(root / "update-key.pem"), log=root / "panel.log"
+            ) as panel:
+                yield {"root": root, "data": data, "panel": panel, "public": public}
+
+
+@pytest.fixture
+def client(stack: dict[str, Any]) -> Iterator[httpx.Client]:
+    with stack["panel"].client() as c:
+        assert login(c).status_code == 303
+        yield c
+
+
+def _bundle(root: Path, version: str) -> Path:
+    (root / "root.img").write_bytes(os.urandom(2048) + bytes(50_000))
+    (root / "uki.efi").write_bytes(b"MZ" + bytes(1000))
+    out = root / f"appliance_{version}.update"
+    bundle.write_bundle(
+        out,
+        version=version,
+        root_image=root / "root.img",
+        uki=root / "uki.efi",
+        private_key=root / "signing.pem",
+    )
+    return out
+
+
+def _upload(client: httpx.Client, path: Path, password: str = PASSWORD) -> httpx.Response:
+    token = csrf_from(client.get("/system").text)
+    return client.post(
+        "/system/update",
+        headers={"X-CSRF-Token": token, "HX-Request": "true"},
+        files={"bundle": (path.name, path.read_bytes(), "application/octet-stream")},
+        data={"password": password, "reboot": "on"},
+    )
+
+
+def test_a_bundle_goes_from_the_panel_to_the_installer_and_back(
+    stack: dict[str, Any], client: httpx.Client
+) -> None:
+    root, spool = stack["root"], stack["data"] / "update"
+    r = _upload(client, _bundle(root, "9.0.1"))
+    assert r.status_code == 202, r.text[:400]
+    assert "Version 9.0.1 checked" in r.text and "every checksum good" in r.text
+    assert 'hx-get="/system/update/status"' in r.text  # it polls
+    assert sorted(p.name for p in spool.iterdir()) == ["pending.update", "request.json"]
+
+    # Root's side, as appliance-update-request.service runs it.
+    log = root / "sysupdate.log"
+    (root / "sysupdate").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (root / "sysupdate").chmod(0o755)
+    socket_path = config_mod.load(stack["data"].resolve(), None, None).control_socket
+    rebooted: list[bool] = []
+
+    def install_fn(path: Path, say: Any) -> str:
+        m = install.install(
+            path,
+            stack["public"],
+            trading=install.engine_trading(socket_path),
+            running="9.0.0",
+            staging=root / "staged",
+            sysupdate=[str(root / "sysupdate")],
+            say=say,
+        )
+        return m.version
+
+    assert request.serve(spool, install_fn, lambda: rebooted.append(True)) == "rebooting"
+    assert rebooted == [True] and log.read_text() == "update 9.0.1\n"
+    assert sorted(p.name for p in spool.iterdir()) == ["status.json"]
+
+    status = client.get("/system/update/status", headers={"HX-Request": "true"})
+    assert status.status_code == 200
+    assert '<strong id="update-state">Restarting</strong> version 9.0.1' in status.text
+    assert "version 9.0.1 asked for by panel:admin@127.0.0.1" in status.text
+    assert "checking the signature and checksums, then unpacking" in status.text
+    assert "hx-trigger" not in status.text  # done: no more polling
+    assert "Restarting" in client.get("/system").text
+
+
+@pytest.mark.parametrize("case", ["tampered", "unsigned", "other key", "wrong password"])
+def test_a_bad_bundle_or_password_is_refused_at_once(
+    stack: dict[str, Any], client: httpx.Client, case: str, tmp_path: Path
+) -> None:
+    spool = stack["data"] / "update"
+    before = sorted(p.name for p in spool.iterdir()) if spool.exists() else []
+    path = _bundle(stack["root"], "9.0.2")
+    if case == "tampered":
+        data = bytearray(path.read_bytes())
+        data[bundle.verify_bundle(path, stack["public"]).root.offset + 7] ^= 1
+        path.write_bytes(data)
+    elif case == "unsigned":
+        import tarfile
+
+        with tarfile.open(path) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+        del members[bundle.SIG]
+        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+            import io
+
+            for name, blob in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+    elif case == "other key":
+        bundle.generate_key(tmp_path / "other.pem")
+        (stack["root"] / "root.img").write_bytes(b"x" * 4096)
+        bundle.write_bundle(
+            path,
+            version="9.0.2",
+            root_image=stack["root"] / "root.img",
+            uki=stack["root"] / "uki.efi",
+            private_key=tmp_path / "other.pem",
+        )
+    r = _upload(
+        client,
+        path,
+        password="wrong" if case == "wrong password" else PASSWORD,
+    )
+    expected = {
+        "tampered": (422, "root.raw.zst does not match its checksum"),
+        "unsigned": (422, "refused: not signed: manifest.json where SHA256SUMS.sig must be"),
+        "other key": (422, "the signature does not match this appliance&#39;s update key"),
+        "wrong password": (403, "Not updated: wrong password"),
+    }[case]
+    assert (r.status_code, expected[1] in r.text) == (expected[0], True), r.text[:600]
+    after = sorted(p.name for p in spool.iterdir()) if spool.exists() else []
+    assert after == before  # nothing queued for root
+    uploads = stack["data"] / "uploads"
+    assert not list(uploads.glob("*.update"))  # and no upload left behind
