@@ -145,9 +145,12 @@ def _install(ns: argparse.Namespace) -> int:
 def _esp() -> Path | None:
     import subprocess
 
-    done = subprocess.run(
-        ["bootctl", "--print-esp-path"], capture_output=True, text=True, check=False
-    )
+    try:
+        done = subprocess.run(
+            ["bootctl", "--print-esp-path"], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:  # not a systemd-boot system
+        return None
     path = done.stdout.strip()
     return Path(path) if done.returncode == 0 and path else None
 

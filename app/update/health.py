@@ -53,12 +53,18 @@ def _run(cmd: Sequence[str]) -> str:
     return (done.stdout or done.stderr).strip()
 
 
+def unit_state(show_output: str) -> dict[str, str]:
+    """``systemctl show -p A -p B`` as a dict: it prints the properties in its own order."""
+    return dict(line.split("=", 1) for line in show_output.splitlines() if "=" in line)
+
+
 def probe_engine(unit: str = "appliance-engine.service") -> Probe:
-    out = _run(
-        ["systemctl", "show", "-P", "ActiveState", "-P", "SubState", "-P", "NRestarts", unit]
+    props = unit_state(
+        _run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts", unit])
     )
-    active, sub, restarts = ([*out.split(), "?", "?", "?"])[:3]
+    active, sub = props.get("ActiveState", "?"), props.get("SubState", "?")
     ok = active == "active" and sub == "running"
+    restarts = props.get("NRestarts", "?")
     return Probe("engine", ok, f"{unit} {active} ({sub}), restarted {restarts} times")
 
 

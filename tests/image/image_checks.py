@@ -655,8 +655,9 @@ def check_prepare_update(ctx: Context) -> str:
     fetched, applied, slots, efi = _install(ctx, ctx.facts["next_bundle"], new)
     if slots != sorted([f"appliance_{running}", f"appliance_{new}"]):
         raise AssertionError(f"slot labels after the install: {slots}")
-    if f"appliance_{new}+3.efi" not in efi:
-        raise AssertionError(f"no appliance_{new}+3.efi (on trial) on the ESP: {efi}")
+    # On trial: three tries left, none done (sysupdate names it after its first pattern).
+    if f"appliance_{new}+3-0.efi" not in efi:
+        raise AssertionError(f"no appliance_{new}+3-0.efi (on trial) on the ESP: {efi}")
     ctx.facts["update_figures"] = {"fetch_s": round(fetched, 1), "apply_s": round(applied, 1)}
     _save_facts(ctx)
     state = ctx.facts["before_update"]
@@ -668,16 +669,32 @@ def check_prepare_update(ctx: Context) -> str:
     )
 
 
+def _verdict(ctx: Context, version: str) -> dict[str, Any]:
+    """The health gate's newest verdict on ``version``, once it has given one."""
+
+    def find() -> dict[str, Any] | None:
+        out = ctx.agent.ok("cat /var/lib/appliance-panel/update-health.json 2>/dev/null || echo []")
+        found = [v for v in json.loads(out) if v.get("version") == version]
+        return found[0] if found else None
+
+    found: dict[str, Any] = wait_for(f"the health gate's verdict on {version}", find, 900, 10)
+    return found
+
+
+def check_health_gate(ctx: Context) -> str:
+    """The gate passes on a sound system (here the first boot's, whose entry is not on trial)."""
+    version = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
+    v = _verdict(ctx, version)
+    probes = "; ".join(f"{p['name']} {'ok' if p['ok'] else 'FAILED'}" for p in v["probes"])
+    if not v["ok"] or v["action"] != "kept":
+        raise AssertionError(f"the gate failed a sound system: {v}")
+    return f"version {version}: passed after {v['waited_s']:.0f}s ({probes})"
+
+
 def check_blessed(ctx: Context) -> str:
     """N+1 passed its health gate: its entry lost its counter, and the verdict is recorded."""
     new = ctx.facts["next_version"]
-
-    def verdict() -> dict[str, Any] | None:
-        out = ctx.agent.ok("cat /var/lib/appliance-panel/update-health.json 2>/dev/null || echo []")
-        found = [v for v in json.loads(out) if v.get("version") == new]
-        return found[0] if found else None
-
-    v = wait_for("the health gate's verdict", verdict, 900, 10)
+    v = _verdict(ctx, new)
     efi = sorted(ctx.agent.ok("ls $(bootctl -p)/EFI/Linux").split())
     if not v["ok"] or v["action"] != "kept" or f"appliance_{new}.efi" not in efi:
         raise AssertionError(f"verdict {v}; ESP {efi}")
@@ -695,7 +712,7 @@ def check_prepare_broken_update(ctx: Context) -> str:
     fetched, applied, slots, efi = _install(ctx, ctx.facts["broken_bundle"], broken)
     if slots != sorted([f"appliance_{running}", f"appliance_{broken}"]):
         raise AssertionError(f"slot labels after the install: {slots}")
-    if f"appliance_{broken}+3.efi" not in efi or f"appliance_{running}.efi" not in efi:
+    if f"appliance_{broken}+3-0.efi" not in efi or f"appliance_{running}.efi" not in efi:
         raise AssertionError(f"ESP after installing {broken}: {efi}")
     ctx.facts["broken_figures"] = {"fetch_s": round(fetched, 1), "apply_s": round(applied, 1)}
     _save_facts(ctx)
@@ -861,7 +878,9 @@ def dump_diagnostics(agent: Agent, path: Path) -> None:
     cmds = [
         "systemctl --no-pager status appliance-engine appliance-panel appliance-firstboot",
         "journalctl --no-pager -b -o short-monotonic -u appliance-engine -u appliance-panel "
-        "-u appliance-firstboot -u systemd-repart -n 400",
+        "-u appliance-firstboot -u systemd-repart -u appliance-update-health "
+        "-u appliance-update-request -n 400",
+        "cat /var/lib/appliance-panel/update-health.json; ls -la $(bootctl -p)/EFI/Linux",
         "ls -la /var/lib/appliance /var/lib/appliance-panel; findmnt; lsblk",
         "systemd-analyze security --no-pager appliance-engine.service appliance-panel.service",
         "systemd-analyze blame --no-pager | head -30; systemd-analyze --no-pager",
@@ -938,6 +957,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[tuple[str, Callable[[Context], str]]] = [
         ("setup-code", check_setup_code),
         ("services", check_services),
+        ("health-gate", check_health_gate),
         ("engine-paper-sim", check_engine_paper_sim),
         ("native-in-use", check_native),
         ("network-restricted", check_network_restricted),

@@ -156,3 +156,14 @@ def test_probes_against_a_silent_engine_and_a_closed_port(tmp_path: Path) -> Non
     assert not model.ok
     panel = health.probe_panel(f"http://127.0.0.1:{free_port()}/")
     assert not panel.ok and "ConnectError" in panel.detail
+
+
+def test_the_engines_unit_state_is_read_whatever_order_systemctl_prints() -> None:
+    # systemctl show lists a service's own properties (NRestarts) before the unit's.
+    out = "NRestarts=2\nActiveState=activating\nSubState=start\n"
+    assert health.unit_state(out) == {
+        "NRestarts": "2",
+        "ActiveState": "activating",
+        "SubState": "start",
+    }
+    assert health.unit_state("") == {}
