@@ -96,7 +96,7 @@ def test_snapshot_is_the_json_view_of_the_top_levels() -> None:
             9,
             4,
             [("2000.1", "1.5"), ("1999.9", "2"), ("2000", "3")],
-            [("2000.3", "4"), ("2000.2", "0.5")],
+            [("2000.3", "4"), ("2000.2", "0.5"), ("2000.4", "1")],
             ts_ms=1_627_000_000_123,
         )
     )
@@ -108,7 +108,14 @@ def test_snapshot_is_the_json_view_of_the_top_levels() -> None:
         "bids": [["2000.1", "1.5"], ["2000", "3"]],
         "asks": [["2000.2", "0.5"], ["2000.3", "4"]],
     }
-    assert json.loads(json.dumps(book.snapshot(1)))["bids"] == [["2000.1", "1.5"]]
+    assert json.loads(json.dumps(book.snapshot(1))) == {
+        "symbol": "ETHUSDT",
+        "synced": True,
+        "last_update_id": 9,
+        "ts_event_ms": 1_627_000_000_123,
+        "bids": [["2000.1", "1.5"]],
+        "asks": [["2000.2", "0.5"]],
+    }
 
 
 def test_every_update_records_its_event_time() -> None:

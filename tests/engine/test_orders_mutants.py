@@ -152,7 +152,7 @@ def test_client_ids_count_up_within_a_boot_from_the_start_seq() -> None:
 
 
 def test_a_negative_boot_is_refused() -> None:
-    with pytest.raises(ValueError, match="boot must be >= 0"):
+    with pytest.raises(ValueError, match=r"^boot must be >= 0$"):
         ClientOrderIds(-1)
 
 

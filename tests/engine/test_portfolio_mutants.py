@@ -200,6 +200,7 @@ def test_funding_reports_the_payment_and_books_it_on_the_position() -> None:
 def test_snapshot_adds_up_every_position_and_lists_only_open_ones() -> None:
     p = Portfolio(D(1000))
     p.apply_fill(_fill(Side.BUY, "0.1", "30000", "1"))
+    p.apply_funding(BTC, D("0.0001"), D("30000"), 1)  # a long pays 0.3
     p.apply_fill(_fill(Side.SELL, "0.1", "30100", "1"))  # +10 realised, now flat
     p.apply_fill(_fill(Side.SELL, "2", "2000", "0.5", symbol=ETH))
     p.apply_funding(ETH, D("0.0001"), D("2000"), 1)  # a short receives 0.4
@@ -209,9 +210,9 @@ def test_snapshot_adds_up_every_position_and_lists_only_open_ones() -> None:
     assert snap.balance == D(1000)
     assert snap.realized == D("10.0")
     assert snap.fees == D("2.5")
-    assert snap.funding == D("0.4")
+    assert snap.funding == D("0.1")  # -0.3 + 0.4
     assert snap.unrealized == D("20")
-    assert snap.equity == D(1000) + D("10") - D("2.5") + D("0.4") + D("20")
+    assert snap.equity == D(1000) + D("10") - D("2.5") + D("0.1") + D("20")
     assert list(snap.positions) == [ETH]
     assert snap.positions[ETH] == PositionView(
         ETH, D("-2"), D("2000"), D("1990"), D("3980"), D("20")
@@ -346,4 +347,13 @@ def test_equity_series_limit_counts_points(tmp_path: Path, limit: int) -> None:
     conn = open_db(tmp_path / "trading.db")
     append_equity(conn, [_point(ts, str(ts)) for ts in range(1, 6)])
     assert [pt.ts_ns for pt in equity_series(conn, 2, limit)] == list(range(2, 2 + limit))
+    conn.close()
+
+
+def test_equity_series_returns_at_most_ten_thousand_points_by_default(tmp_path: Path) -> None:
+    conn = open_db(tmp_path / "trading.db")
+    append_equity(conn, [_point(ts, "1000") for ts in range(1, 10_002)])
+    series = equity_series(conn)
+    assert len(series) == 10_000
+    assert (series[0].ts_ns, series[-1].ts_ns) == (1, 10_000)  # the oldest first
     conn.close()
