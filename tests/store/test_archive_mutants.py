@@ -12,6 +12,7 @@ import os
 import sqlite3
 import stat
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from importlib import metadata
@@ -830,3 +831,45 @@ def test_a_database_that_cannot_even_be_opened_is_left_out_or_stops_the_archive(
     with pytest.raises(ArchiveError, match=r"^orders\.db cannot be copied: disk I/O error$"):
         archive.create(layout, TS + DAY)
     assert len(archive.list_archives(layout.backup_dir)) == 1
+
+
+def test_making_and_proving_an_archive_never_uses_the_system_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scratch copies are made beside the archives, on the disk that holds them."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
+    layout = _state(tmp_path / "data")
+    info = archive.create(layout, TS)
+    assert archive.verify(info.path).members.keys() >= {"trading.db", "orders.db"}
+    assert [p.name for p in layout.backup_dir.iterdir()] == [info.path.name]
+    assert not (tmp_path / "no-such-directory").exists()
+
+
+@pytest.mark.usefixtures("board_five_hours_behind_utc")
+def test_a_new_archive_is_named_for_its_utc_second(tmp_path: Path) -> None:
+    assert archive._unique_path(tmp_path, TS, "scheduled") == (
+        tmp_path / "appliance_20260101T000000Z_scheduled.tar.zst"
+    )
+
+
+def test_model_files_two_directories_deep_are_archived(tmp_path: Path) -> None:
+    layout = _state(tmp_path / "data")
+    deep = layout.models_dir / "history" / "2026" / "v0.onnx"
+    deep.parent.mkdir(parents=True)
+    deep.write_bytes(b"v0")
+    info = archive.create(layout, TS)
+    assert _body(info.path, "models/history/2026/v0.onnx") == b"v0"
+
+
+def test_data_after_an_empty_frame_after_the_archive_is_refused(tmp_path: Path) -> None:
+    path = archive.create(_state(tmp_path / "data"), TS).path
+    empty = zstandard.ZstdCompressor().compress(b"")
+    path.write_bytes(path.read_bytes() + empty + zstandard.ZstdCompressor().compress(b"x"))
+    _refused(path, r"^appliance_20260101T000000Z\.tar\.zst is damaged: it holds data after its ")
+
+
+def test_verifying_a_zstd_file_without_a_tar_names_it_as_asked(tmp_path: Path) -> None:
+    path = tmp_path / "x.tar.zst"
+    path.write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(b"hello" * 200))
+    with pytest.raises(ArchiveError, match=r"^up\.tar\.zst is not an appliance backup: no tar arc"):
+        archive.verify(path, label="up.tar.zst")
