@@ -12,6 +12,9 @@ import os
 import sqlite3
 import stat
 import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -708,3 +711,165 @@ def test_prune_deletes_past_the_retention_to_the_nanosecond_keeping_the_newest(
         tmp_path / names[3],
     ]
     assert archive.prune(tmp_path / "none", TS, 3, 0) == []
+
+
+# -- what the module's own edges do ----------------------------------------------------------------
+
+
+def test_the_archive_is_its_tar_compressed_at_level_10(tmp_path: Path) -> None:
+    """Level 10, the one frame with its checksum: recompressing the archive's tar that way gives
+    the archive back byte for byte (zstd is deterministic), and the default level would not."""
+    info = archive.create(_state(tmp_path / "data"), TS)
+    raw = info.path.read_bytes()
+    plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+
+    def compressed(level: int) -> bytes:
+        out = io.BytesIO()
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        with cctx.stream_writer(out, closefd=False) as writer:
+            writer.write(plain)
+        return out.getvalue()
+
+    assert compressed(10) == raw
+    assert compressed(3) != raw
+
+
+def test_a_program_that_is_not_installed_says_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a source tree where no package metadata can be found: the manifest says so."""
+    monkeypatch.setattr("sys.path", [str(tmp_path)])
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version("appliance")
+    assert archive.app_version() == "unknown"
+
+
+def test_an_upload_that_is_gone_is_reported_by_its_own_name(tmp_path: Path) -> None:
+    """The error names the missing source, not the temporary copy (which was never made)."""
+    backups = tmp_path / "backups"
+    source = tmp_path / "upload.tar.zst"
+    with pytest.raises(FileNotFoundError) as err:
+        archive.adopt(source, backups, TS)
+    assert err.value.filename == str(source)
+    assert list(backups.iterdir()) == []
+
+
+def test_reading_the_manifest_of_a_zstd_file_without_a_tar_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "x.tar.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"hello" * 200))
+    with pytest.raises(ArchiveError, match=r"^up\.tar\.zst is not an appliance backup: no tar arc"):
+        archive.read_manifest(path, label="up.tar.zst")
+    with pytest.raises(ArchiveError, match=r"^x\.tar\.zst is not an appliance backup: no tar arch"):
+        archive.read_manifest(path)
+
+
+def test_a_manifest_over_one_mebibyte_is_cut_there_and_refused(tmp_path: Path) -> None:
+    """Sound JSON of 1.5 MiB (a made-up archive's long "left out" list): read only up to its first
+    MiB, it does not parse, so neither the listing of its manifest nor a verification goes on."""
+    body = json.loads(_manifest({}))
+    body["left_out"] = {f"file-{i:06d}": "x" * 100 for i in range(14_000)}
+    raw = json.dumps(body).encode()
+    assert 1 << 20 < len(raw) < 2 << 20
+    assert Manifest.from_json(raw).left_out["file-013999"] == "x" * 100
+    path = _pack(tmp_path / "x.tar.zst", [("manifest.json", raw)])
+    with pytest.raises(ArchiveError, match=r"^the manifest is malformed: "):
+        archive.read_manifest(path)
+    _refused(path, r"^the manifest is malformed: ")
+
+
+@pytest.fixture
+def board_five_hours_behind_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC-5 (a POSIX TZ rule: no zone files needed)."""
+    monkeypatch.setenv("TZ", "XST+5")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("board_five_hours_behind_utc")
+def test_names_and_days_are_utc_whatever_the_local_time_zone(tmp_path: Path) -> None:
+    assert time.timezone == 5 * 3600
+    assert archive.parse_name("appliance_20260101T000000Z.tar.zst") == (TS, "")
+    (tmp_path / "appliance_20260102T030000Z_scheduled.tar.zst").write_bytes(b"")
+    # 01:00 and 03:00 UTC on 2 January (local: 20:00 and 22:00 on 1 January).
+    assert archive.made_on(tmp_path, TS + DAY + 3600 * 10**9, "scheduled")
+    # 23:00 UTC on 1 January (local: 18:00, the same local day as the archive).
+    assert not archive.made_on(tmp_path, TS + DAY - 3600 * 10**9, "scheduled")
+
+
+def test_the_sealed_keys_wait_in_the_scratch_directory_readable_by_their_owner_only(
+    tmp_path: Path,
+) -> None:
+    layout = _state(tmp_path / "data")
+    layout.keys_file.parent.mkdir(exist_ok=True)
+    layout.keys_file.write_bytes(KEYS_JSON)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    copies, _, left_out = archive._collect(layout, scratch, "correct horse")
+    sealed = copies[archive.KEYS]
+    assert sealed == scratch / archive.KEYS
+    assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
+    assert KEYS_JSON not in sealed.read_bytes()
+    assert archive.open_keys(sealed, "correct horse") == KEYS_JSON
+    assert "secrets/api-keys.json" not in left_out
+
+
+def test_a_database_that_cannot_even_be_opened_is_left_out_or_stops_the_archive(
+    tmp_path: Path,
+) -> None:
+    """Refused at open (before any copy exists): the panel's is left out with why, an engine
+    journal's stops the archive with its own error."""
+    layout = _state(tmp_path / "data", tmp_path / "panel")
+    (tmp_path / "panel" / "panel.db").unlink()
+    (tmp_path / "panel" / "panel.db").mkdir()
+    manifest = archive.read_manifest(archive.create(layout, TS).path)
+    assert "panel/panel.db" not in manifest.members
+    assert manifest.left_out["panel/panel.db"] == "not readable here: disk I/O error"
+    (tmp_path / "data" / "orders.db").unlink()
+    (tmp_path / "data" / "orders.db").mkdir()
+    with pytest.raises(ArchiveError, match=r"^orders\.db cannot be copied: disk I/O error$"):
+        archive.create(layout, TS + DAY)
+    assert len(archive.list_archives(layout.backup_dir)) == 1
+
+
+def test_making_and_proving_an_archive_never_uses_the_system_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scratch copies are made beside the archives, on the disk that holds them."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
+    layout = _state(tmp_path / "data")
+    info = archive.create(layout, TS)
+    assert archive.verify(info.path).members.keys() >= {"trading.db", "orders.db"}
+    assert [p.name for p in layout.backup_dir.iterdir()] == [info.path.name]
+    assert not (tmp_path / "no-such-directory").exists()
+
+
+@pytest.mark.usefixtures("board_five_hours_behind_utc")
+def test_a_new_archive_is_named_for_its_utc_second(tmp_path: Path) -> None:
+    assert archive._unique_path(tmp_path, TS, "scheduled") == (
+        tmp_path / "appliance_20260101T000000Z_scheduled.tar.zst"
+    )
+
+
+def test_model_files_two_directories_deep_are_archived(tmp_path: Path) -> None:
+    layout = _state(tmp_path / "data")
+    deep = layout.models_dir / "history" / "2026" / "v0.onnx"
+    deep.parent.mkdir(parents=True)
+    deep.write_bytes(b"v0")
+    info = archive.create(layout, TS)
+    assert _body(info.path, "models/history/2026/v0.onnx") == b"v0"
+
+
+def test_data_after_an_empty_frame_after_the_archive_is_refused(tmp_path: Path) -> None:
+    path = archive.create(_state(tmp_path / "data"), TS).path
+    empty = zstandard.ZstdCompressor().compress(b"")
+    path.write_bytes(path.read_bytes() + empty + zstandard.ZstdCompressor().compress(b"x"))
+    _refused(path, r"^appliance_20260101T000000Z\.tar\.zst is damaged: it holds data after its ")
+
+
+def test_verifying_a_zstd_file_without_a_tar_names_it_as_asked(tmp_path: Path) -> None:
+    path = tmp_path / "x.tar.zst"
+    path.write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(b"hello" * 200))
+    with pytest.raises(ArchiveError, match=r"^up\.tar\.zst is not an appliance backup: no tar arc"):
+        archive.verify(path, label="up.tar.zst")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -222,3 +223,94 @@ def test_prune_deletes_old_daily_copies_and_keeps_everything_else(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         set(names) - {p.name for p in removed}
     )
+
+
+def test_a_week_still_being_written_and_read_is_refused_by_name_and_kept(tmp_path: Path) -> None:
+    """Rows still in the WAL and a reader inside a transaction on them: the checkpoint cannot fold
+    them in, so the one file compressed would not be the whole week. Nothing is backed up, nothing
+    deleted."""
+    week = tmp_path / "market_2026_01.db"
+    _market_week(week, trades=10)
+    writer = db.connect(week)
+    reader = sqlite3.connect(week, isolation_level=None)
+    try:
+        writer.executemany(
+            "INSERT INTO trades VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(i, i, "ETHUSDT", i, "3000.01", "0.1", 1) for i in range(10, 15)],
+        )
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM trades").fetchone() == (15,)
+        with pytest.raises(
+            backup.BackupError, match=r"^market_2026_01\.db is still in use: cannot checkpoint$"
+        ):
+            backup.backup_market_week(week, tmp_path / "backups")
+        assert reader.execute("SELECT count(*) FROM trades").fetchone() == (15,)
+    finally:
+        reader.close()
+        writer.close()
+    assert len(_rows(week)) == 15
+    assert not (tmp_path / "backups").exists()
+
+
+def test_a_stale_shared_memory_file_goes_with_the_week(tmp_path: Path) -> None:
+    """A week in rollback mode with a ``-shm`` left from its WAL days: SQLite never opens it (there
+    is no WAL), so only the backup's own clean-up removes it with the week."""
+    market = tmp_path / "market"
+    market.mkdir()
+    week = market / "market_2026_01.db"
+    _market_week(week, trades=10)
+    conn = sqlite3.connect(week)
+    assert conn.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    conn.close()
+    assert sorted(p.name for p in market.iterdir()) == ["market_2026_01.db"]
+    (market / "market_2026_01.db-shm").write_bytes(bytes(32768))
+    result = backup.backup_market_week(week, tmp_path / "backups")
+    assert result.original_deleted is True
+    assert list(market.iterdir()) == []
+
+
+def test_nothing_has_the_backups_name_until_it_is_proven(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real compressor and decompressor, watched: the archive is written as ``<name>.tmp`` and
+    proven from a ``verify-*`` copy beside it (the board's /tmp is RAM, too small for a week), and
+    the final name appears only after the proof."""
+    week = tmp_path / "market_2026_01.db"
+    _market_week(week, trades=10)
+    backups = tmp_path / "backups"
+    final = backups / "market_2026_01.db.zst"
+    seen: list[tuple[str, Path, bool]] = []
+    compress, decompress = rawlog.compress_file, rawlog.decompress_file
+
+    def watched_compress(src: Path, dst: Path) -> None:
+        seen.append(("compress", dst, final.exists()))
+        compress(src, dst)
+
+    def watched_decompress(src: Path, dst: Path) -> None:
+        seen.append(("decompress", src, final.exists()))
+        seen.append(("copy", dst, dst.parent.parent == backups))
+        decompress(src, dst)
+
+    monkeypatch.setattr(rawlog, "compress_file", watched_compress)
+    monkeypatch.setattr(rawlog, "decompress_file", watched_decompress)
+    result = backup.backup_market_week(week, backups)
+    tmp = backups / "market_2026_01.db.zst.tmp"
+    assert seen[:2] == [("compress", tmp, False), ("decompress", tmp, False)]
+    kind, copy, beside = seen[2]
+    assert (kind, copy.name, beside) == ("copy", "market_2026_01.db", True)
+    assert copy.parent.name.startswith("verify-")
+    assert result.backup == final
+    assert sorted(p.name for p in backups.iterdir()) == ["market_2026_01.db.zst"]
+
+
+def test_the_proof_never_uses_the_system_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no usable system temporary directory the week is still backed up: its verification
+    copy is made beside the backup, on the disk that holds the backups."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
+    week = tmp_path / "market_2026_01.db"
+    _market_week(week, trades=10)
+    result = backup.backup_market_week(week, tmp_path / "backups")
+    assert result.original_deleted is True
+    assert not (tmp_path / "no-such-directory").exists()
