@@ -201,16 +201,14 @@ def app_version() -> str:
 
 def _snapshot_db(src: Path, dst: Path) -> int:
     """A consistent copy of a live database (online backup API); returns its schema version."""
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
-    target = sqlite3.connect(dst)
-    try:
+    # Both closed on every path, also when the second cannot be opened.
+    with (
+        contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as source,
+        contextlib.closing(sqlite3.connect(dst)) as target,
+    ):
         source.execute("PRAGMA busy_timeout = 5000")
         source.backup(target)
-        version = int(target.execute("PRAGMA user_version").fetchone()[0])
-    finally:
-        target.close()
-        source.close()
-    return version
+        return int(target.execute("PRAGMA user_version").fetchone()[0])
 
 
 def _keys_member(

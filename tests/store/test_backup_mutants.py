@@ -161,7 +161,9 @@ def test_a_copy_that_fails_integrity_check_is_refused_and_nothing_is_left(
 def test_a_verified_copy_leaves_its_source_to_the_caller(tmp_path: Path) -> None:
     plain = tmp_path / "market_2026_01.db"
     _market_week(plain, trades=10)
-    db.connect(plain).execute("PRAGMA journal_mode = DELETE").fetchone()
+    conn = db.connect(plain)
+    conn.execute("PRAGMA journal_mode = DELETE").fetchone()
+    conn.close()
     dst = tmp_path / "backups" / "market_2026_01.db.zst"
     result = backup._compress_verified(plain, dst)
     assert result.original_deleted is False
