@@ -79,18 +79,9 @@ def _public(ns: argparse.Namespace) -> int:
 def _bundle(ns: argparse.Namespace) -> int:
     import tempfile
 
-    extent = gpt.find_partition(ns.image)
     with tempfile.TemporaryDirectory(prefix=".root-", dir=ns.out.parent) as tmp:
         root = Path(tmp) / "root.raw"
-        with ns.image.open("rb") as src, root.open("wb") as dst:
-            src.seek(extent.offset)
-            left = extent.length
-            while left:
-                chunk = src.read(min(1 << 20, left))
-                if not chunk:
-                    raise gpt.GptError(f"{ns.image}: the system partition runs past its end")
-                dst.write(chunk)
-                left -= len(chunk)
+        gpt.extract_partition(ns.image, root)
         m = bundle.write_bundle(
             ns.out,
             version=ns.version,

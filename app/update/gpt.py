@@ -48,6 +48,21 @@ def find_partition(image: Path, type_uuid: uuid.UUID = ROOT_RISCV64) -> Extent:
     raise GptError(f"{image}: no partition of type {type_uuid}")
 
 
+def extract_partition(image: Path, dest: Path, type_uuid: uuid.UUID = ROOT_RISCV64) -> Extent:
+    """Copy the first partition of ``type_uuid`` out of ``image`` into the file ``dest``."""
+    extent = find_partition(image, type_uuid)
+    with image.open("rb") as src, dest.open("wb") as dst:
+        src.seek(extent.offset)
+        left = extent.length
+        while left:
+            chunk = src.read(min(1 << 20, left))
+            if not chunk:
+                raise GptError(f"{image}: the partition runs past the end of the file")
+            dst.write(chunk)
+            left -= len(chunk)
+    return extent
+
+
 if __name__ == "__main__":
     # `python -m app.update.gpt IMAGE`: "offset length" of its system partition, for shell scripts.
     extent = find_partition(Path(sys.argv[1]))

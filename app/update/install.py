@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from app.update import stage
 from app.update.bundle import BundleError, Manifest
@@ -109,8 +110,12 @@ def engine_trading(socket_path: Path) -> Trading | None:
     reply = asyncio.run(client.call(contract.STATUS, contract.NoArgs()))
     if not reply.ok or reply.result is None:
         return None
-    s = reply.result
-    return Trading(mode=s.mode, positions=dict(s.positions), open_orders=s.open_orders)
+    return trading_of(reply.result)
+
+
+def trading_of(status: Any) -> Trading:
+    """The guard's view of an engine ``status`` result."""
+    return Trading(status.mode, dict(status.positions), status.open_orders)
 
 
 def install(

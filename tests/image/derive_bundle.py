@@ -141,17 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--broken", action="store_true")
     p.add_argument("-o", "--out", type=Path, required=True)
     ns = p.parse_args(argv)
-    extent = gpt.find_partition(ns.image)
     with tempfile.TemporaryDirectory(prefix=".derive-", dir=ns.out.parent) as tmp:
         work = Path(tmp)
         root = work / "root.raw"
-        with ns.image.open("rb") as src, root.open("wb") as dst:
-            src.seek(extent.offset)
-            left = extent.length
-            while left:
-                chunk = src.read(min(1 << 20, left))
-                dst.write(chunk)
-                left -= len(chunk)
+        gpt.extract_partition(ns.image, root)
         derive_root(root, ns.from_version, ns.version, ns.broken, work)
         derive_uki(ns.uki, work / "uki.efi", ns.from_version, ns.version)
         m = bundle.write_bundle(

@@ -66,11 +66,7 @@ async def upload_update(request_: Request) -> Response:
             return await refuse(f"Not updated: {why}.", 403)
         status = await command(request_, contract.STATUS)
         trading = (
-            install.Trading(
-                status.result.mode, dict(status.result.positions), status.result.open_orders
-            )
-            if status.ok and status.result is not None
-            else None
+            install.trading_of(status.result) if status.ok and status.result is not None else None
         )
         running = install.running_version()
         try:
