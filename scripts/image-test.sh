@@ -4,9 +4,9 @@
 #
 # The guest's network is QEMU user networking with restrict=on: it reaches nothing but
 #   - 10.0.2.100:9100, forwarded (guestfwd, socat) to the simulator this script starts on the host;
-#   - 10.0.2.100:9101, to an HTTP server of the update bundles derived from this build;
 # and the host reaches it only through
-#   - 127.0.0.1:<free port> -> guest :8080 (the panel; hostfwd),
+#   - 127.0.0.1:<free port> -> guest :8080 (the panel; hostfwd: the update bundles are uploaded
+#     there, as an owner would),
 #   - a virtio-serial port (Unix socket) for the CI image's test agent (no network at all).
 # The disk is a sparse copy of the built image, larger than it, so first-boot repart has room to
 # grow the root, make the second system slot and the data partition; the built image itself is
@@ -43,12 +43,11 @@ free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 # mkosi's sandbox shows the host's /tmp: sockets, logs and the overlay disk live there.
 run=$(mktemp -d /tmp/appliance-image-test.XXXXXX)
 logs=$IMAGE_OUT/test-logs
-sim_pid="" qemu_pid="" http_pid=""
+sim_pid="" qemu_pid=""
 cleanup() {
     set +e
     [ -z "$qemu_pid" ] || { kill -- "-$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null; }
     [ -z "$sim_pid" ] || { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; }
-    [ -z "$http_pid" ] || { kill "$http_pid" 2>/dev/null; wait "$http_pid" 2>/dev/null; }
     rm -rf "$logs"; mkdir -p "$logs"
     cp "$run"/*.log "$logs"/ 2>/dev/null
     rm -rf "$run"
@@ -77,7 +76,7 @@ truncate -s "${APPLIANCE_IMAGE_TEST_DISK:-10G}" "$run/disk.raw"
 
 # A/B update: this build's version N, its signing key, and N+1 and N+2 derived from it (only
 # their versions differ, and N+2's engine never reports ready: tests/image/derive_bundle.py),
-# served to the guest at 10.0.2.100:9101.
+# uploaded to the guest's panel by the checks.
 update_key=${APPLIANCE_UPDATE_KEY:-$IMAGE_CACHE/update-key/signing.pem}
 built_bundle=$(readlink -f "$IMAGE_OUT/$IMAGE_ID.update" || true)
 version=$(basename "$built_bundle" .update); version=${version#"${IMAGE_ID}_"}
@@ -92,9 +91,6 @@ broken_version=$version.2
     --key "$update_key" --from-version "$version" --version "$broken_version" --broken \
     -o "$run/bundles/${IMAGE_ID}_$broken_version.update" >&2
 log "derived versions $next_version and $broken_version (broken) from $version in $((SECONDS - derive_start))s"
-http_port=$(free_port)
-"$py" -m http.server --bind 127.0.0.1 --directory "$run/bundles" "$http_port" >"$run/http.log" 2>&1 &
-http_pid=$!
 
 # boot_vm NAME: start QEMU on the disk (serial console in $run/NAME-serial.log); sets qemu_pid.
 boot_vm() {
@@ -105,7 +101,7 @@ boot_vm() {
         -bios default -kernel /usr/lib/u-boot/qemu-riscv64_smode/uboot.elf \
         -drive file="$run/disk.raw",if=none,format=raw,id=hd0,discard=unmap \
         -device virtio-blk-device,drive=hd0 \
-        -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$panel_port-:8080,guestfwd=tcp:10.0.2.100:9100-cmd:socat - TCP:127.0.0.1:$sim_port,guestfwd=tcp:10.0.2.100:9101-cmd:socat - TCP:127.0.0.1:$http_port" \
+        -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$panel_port-:8080,guestfwd=tcp:10.0.2.100:9100-cmd:socat - TCP:127.0.0.1:$sim_port" \
         -device virtio-net-device,netdev=n0 \
         -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-device,rng=rng0 \
         -device virtio-serial-device \
@@ -155,6 +151,7 @@ checks() {
         --update-bundle "$built_bundle" \
         --next-bundle "${IMAGE_ID}_$next_version.update" --next-version "$next_version" \
         --broken-bundle "${IMAGE_ID}_$broken_version.update" --broken-version "$broken_version" \
+        --bundle-dir "$run/bundles" \
         --phase "$1" --facts "$run/facts.json"
 }
 
@@ -164,8 +161,8 @@ boot_vm first
 rc=0
 checks first first || rc=$?
 
-# The update: the last first-boot check installed version N+1 into the other system slot (the
-# guest fetched the bundle from 10.0.2.100:9101 and ran `appliance update install`). Power off and
+# The update: the last first-boot check uploaded version N+1 on the panel's System page, which
+# checked it and had root's helper install it into the other system slot. Power off and
 # boot again: systemd-boot starts the newest entry, N+1, whose root= names its slot; the second
 # boot must come up as the same appliance (password, models, trading data) on the new version.
 if [ "$rc" = 0 ] && [ -s "$run/facts.json" ] && grep -q before_update "$run/facts.json"; then

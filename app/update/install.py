@@ -9,15 +9,19 @@ Order, each step refusing with its reason and leaving the running system as it w
    and checked against the manifest;
 4. ``systemd-sysupdate update VERSION`` writes the system image into the slot labelled
    ``_empty`` (or the older of the two) and the UKI into the ESP (``/usr/lib/sysupdate.d``);
-5. the staged files are removed; the new version boots at the next reboot (systemd-boot starts
-   the newest entry), which the caller asks for.
+5. the staged files are removed, and this machine's id is written into the new slot (a new
+   root would otherwise come up with a new one: a new journal directory, a new DHCP client id);
+   the new version boots at the next reboot (systemd-boot starts the newest entry), which the
+   caller asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +40,8 @@ STAGING = Path("/var/lib/appliance-update/staged")
 
 # Not on PATH: Debian ships it in systemd-container, under /usr/lib/systemd.
 SYSUPDATE = ("/usr/lib/systemd/systemd-sysupdate",)
+MACHINE_ID = Path("/etc/machine-id")
+BY_PARTLABEL = Path("/dev/disk/by-partlabel")
 
 
 class UpdateRefused(BundleError):
@@ -128,7 +134,10 @@ def install(
     sysupdate: Sequence[str] = SYSUPDATE,
     allow_downgrade: bool = False,
     say: Callable[[str], None] = print,
+    carry: Callable[[str], str] | None = None,
 ) -> Manifest:
+    """``carry(version)`` (default :func:`carry_machine_id`) runs once the slot is written; what
+    it returns is said."""
     check_trading(trading)
     started = time.monotonic()
     say("checking the signature and checksums, then unpacking")
@@ -158,8 +167,45 @@ def install(
     finally:
         for name in names:
             (staging / name).unlink(missing_ok=True)
+    say((carry or carry_machine_id)(manifest.version))
     say(
         f"version {manifest.version} installed in {time.monotonic() - started:.0f} s; "
         "it starts at the next reboot"
     )
     return manifest
+
+
+def carry_machine_id(
+    version: str,
+    machine_id: Path = MACHINE_ID,
+    by_partlabel: Path = BY_PARTLABEL,
+    run: Callable[[Sequence[str]], None] | None = None,
+) -> str:
+    """Write this machine's id into the slot just written for ``version``, so that the new root
+    is the same machine. Never fails the install: the worst case is a new id, which is said."""
+    run = run or _run
+    mid = machine_id.read_text(errors="replace").strip() if machine_id.exists() else ""
+    if not re.fullmatch(r"[0-9a-f]{32}", mid):
+        return "no machine id to keep: the new version makes its own"
+    device = by_partlabel / f"appliance_{version}"
+    try:
+        # The slot's new label reaches /dev/disk/by-partlabel through udev.
+        run(["udevadm", "settle", "--timeout=30"])
+        with tempfile.TemporaryDirectory(prefix="appliance-slot.") as mnt:
+            run(["mount", "-t", "ext4", "-o", "nosuid,nodev,noexec", str(device), mnt])
+            try:
+                target = Path(mnt) / "etc" / "machine-id"
+                tmp = target.with_name(".machine-id.new")
+                tmp.write_text(mid + "\n")
+                tmp.chmod(0o444)
+                os.replace(tmp, target)
+            finally:
+                run(["umount", mnt])
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        return f"machine id not kept (the new version makes a new one): {str(detail).strip()}"
+    return f"machine id {mid[:8]}… kept for version {version}"
+
+
+def _run(cmd: Sequence[str]) -> None:
+    subprocess.run(list(cmd), check=True, capture_output=True, text=True)

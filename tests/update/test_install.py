@@ -8,6 +8,8 @@ staging directory at that moment. `just image-test` runs the real one in QEMU.
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,6 +51,19 @@ def _sysupdate(tmp: Path, rc: int = 0) -> tuple[list[str], Path]:
     return [str(script)], log
 
 
+@pytest.fixture(autouse=True)
+def carried(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The machine id's carry mounts the new slot: recorded here instead (tested below)."""
+    versions: list[str] = []
+
+    def carry(version: str) -> str:
+        versions.append(version)
+        return f"carried to {version}"
+
+    monkeypatch.setattr(install, "carry_machine_id", carry)
+    return versions
+
+
 @pytest.fixture
 def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "staged"
@@ -56,7 +71,9 @@ def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_install_hands_the_staged_version_to_the_slot_writer(tmp_path: Path, staging: Path) -> None:
+def test_install_hands_the_staged_version_to_the_slot_writer(
+    tmp_path: Path, staging: Path, carried: list[str]
+) -> None:
     path, public = _bundle(tmp_path)
     sysupdate, log = _sysupdate(tmp_path)
     said: list[str] = []
@@ -76,6 +93,7 @@ def test_install_hands_the_staged_version_to_the_slot_writer(tmp_path: Path, sta
         "appliance_0.1.0.351.root.raw",
     ]
     assert list(staging.iterdir()) == []  # removed once written
+    assert carried == ["0.1.0.351"] and said[-2] == "carried to 0.1.0.351"
     assert said[-1].startswith("version 0.1.0.351 installed in ")
     assert said[-1].endswith(" s; it starts at the next reboot")
 
@@ -195,3 +213,74 @@ def test_a_system_without_the_slot_writer_says_so(tmp_path: Path, staging: Path)
             say=lambda _: None,
         )
     assert list(staging.iterdir()) == []
+
+
+MID = "0123456789abcdef0123456789abcdef"
+# The real one (the autouse fixture above stands in for it in the install tests).
+carry_machine_id = install.carry_machine_id
+
+
+def _mounter(tmp: Path, fail: str = "") -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
+    """A stand-in for udevadm/mount/umount: "mounting" makes the slot's /etc in the mount point."""
+    calls: list[list[str]] = []
+
+    def run(cmd: Sequence[str]) -> None:
+        calls.append(list(cmd))
+        if cmd[0] == fail:
+            raise subprocess.CalledProcessError(32, cmd, stderr=f"{fail}: no such device")
+        if cmd[0] == "mount":
+            (Path(cmd[-1]) / "etc").mkdir()
+            (Path(cmd[-1]) / "etc" / "machine-id").write_text("uninitialized\n")
+            (tmp / "seen").write_text(cmd[-1])
+        if cmd[0] == "umount":
+            # What the slot holds when it is unmounted.
+            (tmp / "slot-machine-id").write_text((Path(cmd[-1]) / "etc/machine-id").read_text())
+            (tmp / "slot-mode").write_text(oct((Path(cmd[-1]) / "etc/machine-id").stat().st_mode))
+
+    return calls, run
+
+
+def test_carry_machine_id_writes_this_machines_id_into_the_new_slot(tmp_path: Path) -> None:
+    (tmp_path / "machine-id").write_text(MID + "\n")
+    calls, run = _mounter(tmp_path)
+    said = carry_machine_id("0.1.0.351", tmp_path / "machine-id", tmp_path / "by-partlabel", run)
+    assert said == "machine id 01234567… kept for version 0.1.0.351"
+    mnt = (tmp_path / "seen").read_text()
+    assert calls == [
+        ["udevadm", "settle", "--timeout=30"],
+        [
+            "mount",
+            "-t",
+            "ext4",
+            "-o",
+            "nosuid,nodev,noexec",
+            str(tmp_path / "by-partlabel" / "appliance_0.1.0.351"),
+            mnt,
+        ],
+        ["umount", mnt],
+    ]
+    assert (tmp_path / "slot-machine-id").read_text() == MID + "\n"
+    assert (tmp_path / "slot-mode").read_text() == "0o100444"
+    assert not Path(mnt).exists()
+
+
+@pytest.mark.parametrize("content", ["", "uninitialized\n", "not-hex-" * 4 + "\n"])
+def test_carry_machine_id_without_an_id_leaves_the_slot_alone(tmp_path: Path, content: str) -> None:
+    (tmp_path / "machine-id").write_text(content)
+    calls, run = _mounter(tmp_path)
+    said = carry_machine_id("0.1.0.351", tmp_path / "machine-id", tmp_path, run)
+    assert said == "no machine id to keep: the new version makes its own" and calls == []
+
+
+@pytest.mark.parametrize("fail", ["udevadm", "mount"])
+def test_carry_machine_id_that_fails_says_so_and_does_not_fail_the_install(
+    tmp_path: Path, fail: str
+) -> None:
+    (tmp_path / "machine-id").write_text(MID)
+    calls, run = _mounter(tmp_path, fail=fail)
+    said = carry_machine_id("0.1.0.351", tmp_path / "machine-id", tmp_path, run)
+    assert said == (
+        f"machine id not kept (the new version makes a new one): {fail}: no such device"
+    )
+    # A failed mount is not unmounted.
+    assert [c[0] for c in calls] == ["udevadm", "mount"][: 1 + (fail == "mount")]
