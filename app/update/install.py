@@ -72,6 +72,13 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     )
 
 
+def has_open_live(trading: Trading | None) -> bool:
+    """Live trading with a position or an order open (what an update must not cut across)."""
+    if trading is None or trading.mode != "live":
+        return False
+    return any(trading.positions.values()) or bool(trading.open_orders)
+
+
 def check_trading(trading: Trading | None) -> None:
     if trading is None:
         raise UpdateRefused(
@@ -93,7 +100,8 @@ def check_trading(trading: Trading | None) -> None:
                     ],
                 )
             )
-            + "; flatten first (Mode page: leave live and flatten), then update"
+            + '; flatten first (tick "flatten first" on the update form, or leave live and '
+            "flatten on the Mode page), then update"
         )
 
 

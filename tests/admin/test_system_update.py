@@ -13,9 +13,19 @@ import httpx
 import pytest
 
 from app import config as config_mod
+from app import contract
 from app.update import bundle, install, request
 from tests.admin.panelproc import PASSWORD, csrf_from, login, running_panel, set_password
-from tests.integration.engineproc import running_engine
+from tests.handlers import call_engine
+from tests.integration.engineproc import (
+    REPO,
+    appliance,
+    running_engine,
+    spawn,
+    status,
+    stop,
+    wait_for,
+)
 from tests.simproc import running_sim
 
 
@@ -56,13 +66,16 @@ def _bundle(root: Path, version: str) -> Path:
     return out
 
 
-def _upload(client: httpx.Client, path: Path, password: str = PASSWORD) -> httpx.Response:
+def _upload(
+    client: httpx.Client, path: Path, password: str = PASSWORD, flatten: bool = False
+) -> httpx.Response:
     token = csrf_from(client.get("/system").text)
+    fields = {"password": password, "reboot": "on"} | ({"flatten": "on"} if flatten else {})
     return client.post(
         "/system/update",
         headers={"X-CSRF-Token": token, "HX-Request": "true"},
         files={"bundle": (path.name, path.read_bytes(), "application/octet-stream")},
-        data={"password": password, "reboot": "on"},
+        data=fields,
     )
 
 
@@ -158,3 +171,102 @@ def test_a_bad_bundle_or_password_is_refused_at_once(
     assert after == before  # nothing queued for root
     uploads = stack["data"] / "uploads"
     assert not list(uploads.glob("*.update"))  # and no upload left behind
+
+
+SIM_KEY, SIM_SECRET = "simTestApiKey0001", "simTestApiSecret0001"
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Live trading on the simulator with a model that goes long at every decision."""
+    onnx = pytest.importorskip("onnx")
+    root = tmp_path_factory.mktemp("update-live")
+    data = root / "data"
+    data.mkdir()
+    public = bundle.generate_key(root / "signing.pem")
+    (root / "update-key.pem").write_bytes(public)
+    set_password(data)
+    model = onnx.load(str(REPO / "models" / "default.onnx"))
+    for prop in model.metadata_props:
+        value = {"long_threshold": "0.001", "short_threshold": "0.0"}.get(prop.key)
+        prop.value = value if value is not None else prop.value
+    onnx.save(model, str(root / "always_long.onnx"))
+    (root / "appliance.toml").write_text(f'[model]\npath = "{root / "always_long.onnx"}"\n')
+    keys = ("--api-key", SIM_KEY, "--api-secret", SIM_SECRET)
+    with running_sim("--seed", "7", *keys) as sim:
+        argv = [*appliance(data), "--config", str(root / "appliance.toml"), "engine"]
+        argv += ["--rest-url", sim.rest_url, "--ws-url", sim.ws_url, "--symbols", "btcusdt"]
+        engine = spawn(argv, root / "engine.log")
+        try:
+            wait_for("the control socket", lambda: status(data), 30, engine, root / "engine.log")
+            sock = data / "control.sock"
+            keys_args = contract.KeysSetArgs(api_key=SIM_KEY, api_secret=SIM_SECRET)
+            assert call_engine(sock, contract.KEYS_SET, keys_args).saved
+            phrase = call_engine(sock, contract.MODE_PREFLIGHT).phrase
+            live = contract.ModeSetArgs(mode="live", confirm=phrase)
+            assert call_engine(sock, contract.MODE_SET, live).mode == "live"
+            with running_panel(
+                data, "--update-key", str(root / "update-key.pem"), log=root / "panel.log"
+            ) as panel:
+                yield {"root": root, "data": data, "panel": panel, "engine": engine}
+        finally:
+            stop(engine)
+
+
+def test_live_trading_with_a_position_is_flattened_only_when_the_owner_asks(
+    live_stack: dict[str, Any],
+) -> None:
+    root, data = live_stack["root"], live_stack["data"]
+    spool = data / "update"
+    st = wait_for(
+        "a live position",
+        lambda: (s := status(data))["positions"] and s,
+        120,
+        live_stack["engine"],
+        root / "engine.log",
+    )
+    assert st["mode"] == "live" and float(st["positions"]["BTCUSDT"]) > 0
+    with live_stack["panel"].client() as client:
+        assert login(client).status_code == 303
+        # Not asked to flatten: refused, the position untouched, nothing queued for root.
+        r = _upload(client, _bundle(root, "9.0.1"))
+        assert r.status_code == 422, r.text[:400]
+        assert "refused: live trading has open positions in BTCUSDT" in r.text
+        assert status(data)["positions"] and status(data)["state"] == "running"
+        assert not spool.exists() or not list(spool.iterdir())
+        # A bad bundle with "flatten first" is refused before anything is flattened.
+        bad = _bundle(root, "9.0.1")
+        blob = bytearray(bad.read_bytes())
+        blob[-2000] ^= 1
+        bad.write_bytes(blob)
+        r = _upload(client, bad, flatten=True)
+        assert r.status_code == 422 and status(data)["positions"], r.text[:400]
+        # Asked to: the kill switch flattens, and the update is queued.
+        r = _upload(client, _bundle(root, "9.0.1"), flatten=True)
+    assert r.status_code == 202, r.text[:600]
+    assert "Live trading was flattened first: the kill switch is on" in r.text
+    after = status(data)
+    assert not after["positions"] and after["state"] == "halted"
+    assert after["breakers"][0]["code"] == "kill_switch"
+    assert sorted(p.name for p in spool.iterdir()) == ["pending.update", "request.json"]
+    # Root's helper asks the engine again, finds nothing open, and installs.
+    (root / "sysupdate").write_text("#!/bin/sh\nexit 0\n")
+    (root / "sysupdate").chmod(0o755)
+    socket_path = config_mod.load(data.resolve(), None, None).control_socket
+
+    def install_fn(path: Path, say: Any) -> str:
+        trading = install.engine_trading(socket_path)
+        assert trading is not None and trading.mode == "live" and not trading.open_orders
+        m = install.install(
+            path,
+            bundle.public_pem_of(root / "signing.pem"),
+            trading=trading,
+            running="9.0.0",
+            staging=root / "staged",
+            sysupdate=[str(root / "sysupdate")],
+            say=say,
+            carry=lambda v: f"carried to {v}",
+        )
+        return m.version
+
+    assert request.serve(spool, install_fn, lambda: None) == "rebooting"

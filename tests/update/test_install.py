@@ -112,8 +112,10 @@ def test_live_positions_or_orders_refuse_before_anything_is_read(
         )
     assert str(info.value) == (
         "refused: live trading has open positions in ETHUSDT, 3 open orders; flatten first "
-        "(Mode page: leave live and flatten), then update"
+        '(tick "flatten first" on the update form, or leave live and flatten on the Mode page), '
+        "then update"
     )
+    assert install.has_open_live(busy)
     assert not staging.exists() and not log.exists()
     orders_only = Trading(mode="live", positions={}, open_orders=1)
     with pytest.raises(UpdateRefused, match="live trading has 1 open orders; flatten first"):
@@ -121,6 +123,9 @@ def test_live_positions_or_orders_refuse_before_anything_is_read(
     with pytest.raises(UpdateRefused, match="the engine does not answer"):
         install.check_trading(None)
     install.check_trading(LIVE_FLAT)  # flat and no orders: allowed
+    assert install.has_open_live(orders_only)
+    assert not install.has_open_live(LIVE_FLAT) and not install.has_open_live(None)
+    assert not install.has_open_live(PAPER)  # paper: nothing real is open
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,10 @@
 The panel checks what it can before asking anything of root, so that a wrong file is refused at
 once with its reason: the password again (an update replaces the system), the bundle's signature
 and checksums against the image's key (``app.update.bundle``), the version against the running
-one, and the engine's trading (never during live trading with a position or an order open). Then
+one, and the engine's trading (never during live trading with a position or an order open, unless
+the owner ticks "flatten first": then, and only once the bundle has passed its checks, the kill
+switch cancels the orders, closes the positions at market and halts trading until the owner
+resumes it, and the update goes ahead once the engine reports nothing open). Then
 it moves the file to its update spool and writes the request; root's
 ``appliance-update-request.service`` checks the bundle again itself, installs it and writes its
 progress, which the page polls (``app/update/request.py``)."""
@@ -29,6 +32,9 @@ from app.update import bundle, install, request
 from app.update.bundle import BundleError
 
 BUNDLE_FIELD = "bundle"
+# How long "flatten first" waits for the closing orders to fill before it refuses (the kill switch
+# stays on either way).
+FLATTEN_WAIT_S = 30.0
 
 
 def _check(path: Path, key: Path, running: str) -> bundle.Manifest:
@@ -64,14 +70,16 @@ async def upload_update(request_: Request) -> Response:
         why = await check_password(request_, up.fields.get("password", ""))
         if why:
             return await refuse(f"Not updated: {why}.", 403)
-        status = await command(request_, contract.STATUS)
-        trading = (
-            install.trading_of(status.result) if status.ok and status.result is not None else None
-        )
         running = install.running_version()
+        flatten = up.fields.get("flatten", "") == "on"
         try:
-            install.check_trading(trading)
+            # The bundle first: a bad one must never cost the owner a position.
             manifest = await asyncio.to_thread(_check, up.path, panel.cfg.update_key, running)
+            trading = await _trading(request_)
+            if flatten and install.has_open_live(trading):
+                outcome["flattened"] = True
+                trading = await _flatten(request_, manifest.version)
+            install.check_trading(trading)
         except BundleError as exc:
             return await refuse(str(exc), 422)
         spool = panel.cfg.update_spool
@@ -97,6 +105,33 @@ async def upload_update(request_: Request) -> Response:
     return await render(
         request_, "_update.html", {"update": outcome, "progress": None}, status_code=202
     )
+
+
+async def _trading(request_: Request) -> install.Trading | None:
+    status = await command(request_, contract.STATUS)
+    return install.trading_of(status.result) if status.ok and status.result is not None else None
+
+
+async def _flatten(request_: Request, version: str) -> install.Trading | None:
+    """The kill switch, then the engine's trading once nothing is open (or at the deadline)."""
+    kill = await command(
+        request_, contract.KILL, contract.KillArgs(reason=f"system update to {version}")
+    )
+    if not kill.ok:
+        raise install.UpdateRefused(
+            f"refused: flattening failed, nothing was changed: {kill.error or 'no answer'}"
+        )
+    deadline = time.monotonic() + FLATTEN_WAIT_S
+    while True:
+        trading = await _trading(request_)
+        if trading is not None and not install.has_open_live(trading):
+            return trading
+        if time.monotonic() >= deadline:
+            raise install.UpdateRefused(
+                f"refused: the kill switch is on and flattening, but after {FLATTEN_WAIT_S:.0f} s "
+                "live trading still has something open; check the Mode page, then try again"
+            )
+        await asyncio.sleep(0.5)
 
 
 def _queue(path: Path, spool: Path) -> None:
