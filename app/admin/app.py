@@ -83,6 +83,12 @@ def routes(panel: Panel) -> list[Route | Mount]:
         Route("/system/backups", system.backups_fragment, name="system_backups"),
         Route("/system/update", updates.upload_update, methods=["POST"], name="system_update"),
         Route("/system/update/status", updates.update_status, name="system_update_status"),
+        Route(
+            "/system/update/url",
+            updates.update_from_url,
+            methods=["POST"],
+            name="system_update_url",
+        ),
         Route("/system/backups/{name}", system.download_backup, name="system_backup_download"),
         Route("/sessions", system.sessions_page, name="sessions"),
         Route("/sessions/revoke", system.revoke_session, methods=["POST"], name="sessions_revoke"),

@@ -81,6 +81,11 @@ class AdminConfig:
         return self.data_dir / "update"
 
     @property
+    def update_url_file(self) -> Path:
+        """The address the owner last fetched an update bundle from (the form offers it again)."""
+        return self.data_dir / "update-url"
+
+    @property
     def tls_dir(self) -> Path:
         return self.data_dir / "tls"
 

@@ -270,3 +270,58 @@ def test_live_trading_with_a_position_is_flattened_only_when_the_owner_asks(
         return m.version
 
     assert request.serve(spool, install_fn, lambda: None) == "rebooting"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A plain HTTP file server on loopback: (its directory, its address)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _from_url(client: httpx.Client, url: str, password: str = PASSWORD) -> httpx.Response:
+    token = csrf_from(client.get("/system").text)
+    return client.post(
+        "/system/update/url",
+        headers={"X-CSRF-Token": token, "HX-Request": "true"},
+        data={"url": url, "password": password, "reboot": "on"},
+    )
+
+
+def test_a_bundle_from_an_address_is_fetched_checked_and_queued(
+    stack: dict[str, Any], client: httpx.Client, files: tuple[Path, str]
+) -> None:
+    www, base = files
+    spool, uploads = stack["data"] / "update", stack["data"] / "uploads"
+    _bundle(stack["root"], "9.0.3").rename(www / "appliance_9.0.3.update")
+    refusals = {
+        f"{base}/missing.update": f"could not download {base}/missing.update: HTTP 404",
+        "file:///etc/passwd": "refused: the address must be an http:// or https:// URL",
+    }
+    for url, says in refusals.items():
+        r = _from_url(client, url)
+        assert r.status_code == 422 and says in r.text, r.text[:400]
+    assert "Not updated: wrong password" in _from_url(client, base, "wrong").text
+    assert not list(uploads.glob("*.update"))
+
+    url = f"{base}/appliance_9.0.3.update"
+    r = _from_url(client, url)
+    assert r.status_code == 202, r.text[:400]
+    assert "Version 9.0.3 checked" in r.text and url in r.text
+    assert request.take_request(spool) is not None  # queued for root, as an upload is
+    assert (spool / request.BUNDLE).read_bytes() == (www / "appliance_9.0.3.update").read_bytes()
+    (spool / request.BUNDLE).unlink()
+    # The form offers the address again; nothing is left in the uploads.
+    assert f'value="{url}"' in client.get("/system").text
+    assert not list(uploads.glob("*.update"))

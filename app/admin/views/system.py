@@ -23,6 +23,7 @@ from app.admin.redact import hide_paths
 from app.admin.render import render
 from app.admin.state import panel_of
 from app.admin.uploads import UploadError, receive_upload
+from app.admin.views import updates
 from app.admin.views.common import check_password, command, form_dict
 from app.store import archive
 from app.update import health, install
@@ -83,6 +84,7 @@ async def system_page(request: Request) -> Response:
         "archive_upload_max_bytes": panel.cfg.archive_upload_max_bytes,
         "updates": await asyncio.to_thread(updates_context, panel.cfg.data_dir),
         "update_upload_max_bytes": panel.cfg.update_upload_max_bytes,
+        "update_url": await asyncio.to_thread(updates.remembered_url, panel.cfg.update_url_file),
         "update_progress": await asyncio.to_thread(
             update_request.read_status, panel.cfg.update_spool
         ),

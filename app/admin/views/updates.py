@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from app.admin.redact import hide_paths
 from app.admin.render import render
 from app.admin.state import actor_of, panel_of
 from app.admin.uploads import UploadError, receive_upload
-from app.admin.views.common import check_password, command
-from app.update import bundle, install, request
+from app.admin.views.common import check_password, command, form_dict
+from app.update import bundle, fetch, install, request
 from app.update.bundle import BundleError
 
 BUNDLE_FIELD = "bundle"
@@ -47,14 +48,21 @@ def _check(path: Path, key: Path, running: str) -> bundle.Manifest:
     return manifest
 
 
-async def upload_update(request_: Request) -> Response:
-    panel = panel_of(request_)
-    outcome: dict[str, Any] = {"action": "update"}
-
+def _refuser(
+    request_: Request, outcome: dict[str, Any]
+) -> Callable[[str, int], Awaitable[Response]]:
     async def refuse(error: str, status: int) -> Response:
         outcome.update(ok=False, error=error)
         return await render(request_, "_update.html", {"update": outcome}, status_code=status)
 
+    return refuse
+
+
+async def upload_update(request_: Request) -> Response:
+    """A bundle uploaded from the owner's computer."""
+    panel = panel_of(request_)
+    outcome: dict[str, Any] = {"action": "update"}
+    refuse = _refuser(request_, outcome)
     try:
         up = await receive_upload(
             request_.headers.get("content-type", ""),
@@ -70,35 +78,85 @@ async def upload_update(request_: Request) -> Response:
         why = await check_password(request_, up.fields.get("password", ""))
         if why:
             return await refuse(f"Not updated: {why}.", 403)
-        running = install.running_version()
-        flatten = up.fields.get("flatten", "") == "on"
-        try:
-            # The bundle first: a bad one must never cost the owner a position.
-            manifest = await asyncio.to_thread(_check, up.path, panel.cfg.update_key, running)
-            trading = await _trading(request_)
-            if flatten and install.has_open_live(trading):
-                outcome["flattened"] = True
-                trading = await _flatten(request_, manifest.version)
-            install.check_trading(trading)
-        except BundleError as exc:
-            return await refuse(str(exc), 422)
-        spool = panel.cfg.update_spool
-        await asyncio.to_thread(_queue, up.path, spool)
-        req = request.Request(
-            version=manifest.version,
-            reboot=up.fields.get("reboot", "") == "on",
-            actor=actor_of(request_),
-            ts_ms=time.time_ns() // 1_000_000,
-        )
-        await asyncio.to_thread(request.write_request, spool, req)
+        return await _accept(request_, up.path, up.size, up.original_name, up.fields, outcome)
     finally:
         up.path.unlink(missing_ok=True)
+
+
+async def update_from_url(request_: Request) -> Response:
+    """A bundle fetched from the address the owner gives (remembered for the next time)."""
+    panel = panel_of(request_)
+    outcome: dict[str, Any] = {"action": "update"}
+    refuse = _refuser(request_, outcome)
+    fields = await form_dict(request_)
+    why = await check_password(request_, fields.get("password", ""))
+    if why:
+        return await refuse(f"Not updated: {why}.", 403)
+    try:
+        url = fetch.check_url(fields.get("url", ""))
+        await asyncio.to_thread(_remember_url, panel.cfg.update_url_file, url)
+        path, size = await asyncio.to_thread(
+            fetch.download, url, panel.cfg.uploads_dir, panel.cfg.update_upload_max_bytes
+        )
+    except BundleError as exc:
+        return await refuse(str(exc), 422)
+    try:
+        return await _accept(request_, path, size, url, fields, outcome)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _remember_url(path: Path, url: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(url + "\n")
+    os.replace(tmp, path)
+
+
+def remembered_url(path: Path) -> str:
+    try:
+        return fetch.check_url(path.read_text()[: fetch.MAX_URL + 1])
+    except (OSError, BundleError, UnicodeDecodeError):
+        return ""
+
+
+async def _accept(
+    request_: Request,
+    path: Path,
+    size: int,
+    name: str,
+    fields: dict[str, str],
+    outcome: dict[str, Any],
+) -> Response:
+    """A bundle on disk from either source: checked, the trading guard, then queued for root."""
+    panel = panel_of(request_)
+    refuse = _refuser(request_, outcome)
+    running = install.running_version()
+    flatten = fields.get("flatten", "") == "on"
+    try:
+        # The bundle first: a bad one must never cost the owner a position.
+        manifest = await asyncio.to_thread(_check, path, panel.cfg.update_key, running)
+        trading = await _trading(request_)
+        if flatten and install.has_open_live(trading):
+            outcome["flattened"] = True
+            trading = await _flatten(request_, manifest.version)
+        install.check_trading(trading)
+    except BundleError as exc:
+        return await refuse(str(exc), 422)
+    spool = panel.cfg.update_spool
+    await asyncio.to_thread(_queue, path, spool)
+    req = request.Request(
+        version=manifest.version,
+        reboot=fields.get("reboot", "") == "on",
+        actor=actor_of(request_),
+        ts_ms=time.time_ns() // 1_000_000,
+    )
+    await asyncio.to_thread(request.write_request, spool, req)
     outcome.update(
         ok=True,
         version=manifest.version,
         running=running,
-        size=up.size,
-        file=up.original_name,
+        size=size,
+        file=name,
         key=manifest.key_id,
         reboot=req.reboot,
     )
