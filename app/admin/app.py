@@ -83,6 +83,7 @@ def routes(panel: Panel) -> list[Route | Mount]:
         Route("/system/backups", system.backups_fragment, name="system_backups"),
         Route("/system/update", updates.upload_update, methods=["POST"], name="system_update"),
         Route("/system/update/status", updates.update_status, name="system_update_status"),
+        Route("/system/goback", updates.go_back, methods=["POST"], name="system_go_back"),
         Route(
             "/system/update/url",
             updates.update_from_url,

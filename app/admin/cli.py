@@ -33,6 +33,7 @@ def _config(ns: argparse.Namespace) -> AdminConfig:
         https=getattr(ns, "https", False),
         web_dir=web,
         **({"update_key": ns.update_key} if getattr(ns, "update_key", None) else {}),
+        **({"os_release": ns.os_release} if getattr(ns, "os_release", None) else {}),
     )
 
 
@@ -122,6 +123,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p_admin.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p_admin.add_argument("--port", type=int, default=DEFAULT_ADMIN_PORT, help="0: any free port")
     p_admin.add_argument("--update-key", type=Path, help="public key of update bundles (PEM)")
+    p_admin.add_argument(
+        "--os-release", type=Path, help="where the running version is read (/etc/os-release)"
+    )
     p_admin.add_argument(
         "--https", action="store_true", help="HTTPS with a self-signed certificate"
     )

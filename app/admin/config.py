@@ -38,6 +38,8 @@ class AdminConfig:
     update_upload_max_bytes: int = 1024 * 1024 * 1024
     # The public key update bundles must be signed with (baked into the image).
     update_key: Path = Path("/usr/lib/appliance/update-key.pem")
+    # Where the running system version is read (IMAGE_VERSION): the image's own.
+    os_release: Path = Path("/etc/os-release")
     # How long a control command may take before the page says the engine did not answer.
     control_timeout_s: float = 5.0
     live_interval_s: float = 1.0

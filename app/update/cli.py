@@ -151,7 +151,7 @@ def _health(ns: argparse.Namespace) -> int:
     import time
 
     from app import config as config_mod
-    from app.update import health, install
+    from app.update import health, install, rollback
 
     cfg = config_mod.load(ns.data_dir.resolve(), ns.config, None)
     version = install.running_version()
@@ -173,6 +173,10 @@ def _health(ns: argparse.Namespace) -> int:
     action = "kept" if outcome.ok else "rolled back" if roll_back else "stayed"
     record = ns.record or health.RECORD
     health.record(record, version, outcome, action, time.time_ns() // 1_000_000)
+    if esp is not None:
+        # What the System page offers to go back to (root's view; the panel cannot read the ESP).
+        previous = rollback.previous_version(esp, version, install.BY_PARTLABEL)
+        rollback.write_slots(record.parent, version, previous)
     counted = health.loader_counts()
     if outcome.ok:
         if entry is not None and trial and not counted:
@@ -193,9 +197,10 @@ def _health(ns: argparse.Namespace) -> int:
 
 def _serve(ns: argparse.Namespace) -> int:
     import subprocess
+    import time
 
     from app import config as config_mod
-    from app.update import install, request
+    from app.update import health, install, request, rollback
 
     cfg = config_mod.load(ns.data_dir.resolve(), ns.config, None)
 
@@ -213,9 +218,21 @@ def _serve(ns: argparse.Namespace) -> int:
         )
         return m.version
 
+    def go_back_fn(req: request.Request, say: Callable[[str], None]) -> None:
+        esp = _esp()
+        if esp is None:
+            raise install.UpdateRefused("refused: no boot partition found: cannot go back here")
+        running = install.running_version()
+        install.check_trading(install.engine_trading(cfg.control_socket))
+        target = rollback.go_back(esp, running, req.version, install.BY_PARTLABEL)
+        say(f"version {running}'s boot entry marked bad ({target.name})")
+        rollback.record_go_back(
+            health.RECORD, running, req.version, req.actor, time.time_ns() // 1_000_000
+        )
+
     def reboot() -> None:
         subprocess.run(["systemctl", "reboot", "--no-block"], check=False)
 
-    state = request.serve(ns.spool, install_fn, reboot)
+    state = request.serve(ns.spool, install_fn, reboot, go_back_fn)
     print(f"update: request {state or 'none'}")
     return 0 if state in (None, "installed", "rebooting") else 1

@@ -143,8 +143,11 @@ def record(path: Path, version: str, outcome: Outcome, action: str, ts_ms: int) 
         "action": action,
         "ts_ms": ts_ms,
     }
-    history = [verdict, *read_record(path)][:HISTORY]
-    jsonfile.write(path, history)
+    prepend(path, verdict)
+
+
+def prepend(path: Path, verdict: dict[str, Any]) -> None:
+    jsonfile.write(path, [verdict, *read_record(path)][:HISTORY])
 
 
 def read_record(path: Path = RECORD) -> list[dict[str, Any]]:
@@ -157,7 +160,7 @@ def read_record(path: Path = RECORD) -> list[dict[str, Any]]:
 
 _LOADER = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 EFIVARS = Path("/sys/firmware/efi/efivars")
-_COUNTED = re.compile(r"(?P<base>.+?)\+(?P<left>\d+)(?:-(?P<done>\d+))?\.efi")
+COUNTED = re.compile(r"(?P<base>.+?)\+(?P<left>\d+)(?:-(?P<done>\d+))?\.efi")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ def boot_entry(esp: Path, version: str) -> Entry | None:
     for path in sorted((esp / "EFI" / "Linux").glob(f"appliance_{version}*.efi")):
         if path.name == f"appliance_{version}.efi":
             return Entry(path, None, 0)
-        m = _COUNTED.fullmatch(path.name)
+        m = COUNTED.fullmatch(path.name)
         if m and m["base"] == f"appliance_{version}":
             return Entry(path, int(m["left"]), int(m["done"] or 0))
     return None
@@ -195,7 +198,7 @@ def loader_counts(efivars: Path = EFIVARS) -> bool:
 def settle(entry: Entry, good: bool) -> Path:
     """Good: the counter goes from the name. Bad: no tries left, so systemd-boot passes it over
     for the previous version's entry."""
-    base = _COUNTED.fullmatch(entry.path.name)
+    base = COUNTED.fullmatch(entry.path.name)
     if base is None:
         return entry.path
     name = f"{base['base']}.efi" if good else f"{base['base']}+0-{entry.done}.efi"

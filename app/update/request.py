@@ -34,17 +34,28 @@ BUNDLE = "pending.update"
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.~_]{0,63}")
 
 
+ACTIONS = ("install", "go back")
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
-    version: str  # what the panel's own check read from the manifest
+    # install: what the panel's own check read from the manifest; go back: the version to start.
+    version: str
     reboot: bool
     actor: str
     ts_ms: int
+    action: str = "install"
 
 
 def write_request(spool: Path, req: Request) -> None:
-    """The panel's side: ask for the install of ``spool/pending.update``."""
-    doc = {"version": req.version, "reboot": req.reboot, "actor": req.actor, "ts_ms": req.ts_ms}
+    """The panel's side: ask for the install of ``spool/pending.update``, or to go back."""
+    doc = {
+        "version": req.version,
+        "reboot": req.reboot,
+        "actor": req.actor,
+        "ts_ms": req.ts_ms,
+        "action": req.action,
+    }
     jsonfile.write(spool / REQUEST, doc)
 
 
@@ -70,9 +81,12 @@ def take_request(spool: Path) -> Request | None:
             reboot=bool(doc["reboot"]),
             actor=str(doc.get("actor", ""))[:120],
             ts_ms=int(doc["ts_ms"]),
+            action=str(doc.get("action", "install")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"refused: the update request is malformed ({exc})") from None
+    if req.action not in ACTIONS:
+        raise BundleError(f"refused: the update request asks for {req.action[:40]!r}")
     if not _VERSION.fullmatch(req.version):
         raise BundleError(f"refused: the update request names version {req.version!r}")
     return req
@@ -128,8 +142,11 @@ def serve(
     spool: Path,
     install_fn: Callable[[Path, Callable[[str], None]], str],
     reboot: Callable[[], None],
+    go_back_fn: Callable[[Request, Callable[[str], None]], None] | None = None,
 ) -> str | None:
-    """Take one request and carry it out; the final state ("installed", "refused") or None."""
+    """Take one request and carry it out; the final state ("installed", "rebooting",
+    "refused") or None when there was none. ``go_back_fn(request, say)`` marks the running
+    version bad so that the next boot starts ``request.version`` (then this reboots)."""
     try:
         req = take_request(spool)
     except BundleError as exc:
@@ -138,7 +155,20 @@ def serve(
     if req is None:
         return None
     progress = Progress(spool, req.version)
-    progress.say(f"version {req.version} asked for by {req.actor or 'the panel'}")
+    who = req.actor or "the panel"
+    if req.action == "go back":
+        progress.say(f"going back to version {req.version}, asked for by {who}")
+        try:
+            if go_back_fn is None:
+                raise BundleError("refused: going back is not possible here")
+            go_back_fn(req, progress.say)
+        except BundleError as exc:
+            progress.finish("refused", str(exc))
+            return "refused"
+        progress.finish("rebooting", f"rebooting into version {req.version}")
+        reboot()
+        return "rebooting"
+    progress.say(f"version {req.version} asked for by {who}")
     try:
         version = install_fn(bundle_path(spool), progress.say)
     except BundleError as exc:

@@ -14,7 +14,7 @@ import pytest
 
 from app import config as config_mod
 from app import contract
-from app.update import bundle, install, request
+from app.update import bundle, install, request, rollback
 from tests.admin.panelproc import PASSWORD, csrf_from, login, running_panel, set_password
 from tests.handlers import call_engine
 from tests.integration.engineproc import (
@@ -37,11 +37,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     public = bundle.generate_key(root / "signing.pem")
     (root / "update-key.pem").write_bytes(public)
     set_password(data)
+    (root / "os-release").write_text('ID=debian\nIMAGE_VERSION="9.0.0"\n')
+    keys = ("--update-key", str(root / "update-key.pem"), "--os-release", str(root / "os-release"))
     with running_sim("--seed", "7") as sim:
         with running_engine(data, sim.rest_url, sim.ws_url, log=root / "engine.log"):
-            with running_panel(
-                data, "--update-key", str(root / "update-key.pem"), log=root / "panel.log"
-            ) as panel:
+            with running_panel(data, *keys, log=root / "panel.log") as panel:
                 yield {"root": root, "data": data, "panel": panel, "public": public}
 
 
@@ -325,3 +325,33 @@ def test_a_bundle_from_an_address_is_fetched_checked_and_queued(
     # The form offers the address again; nothing is left in the uploads.
     assert f'value="{url}"' in client.get("/system").text
     assert not list(uploads.glob("*.update"))
+
+
+def test_the_owner_goes_back_to_the_previous_version(
+    stack: dict[str, Any], client: httpx.Client
+) -> None:
+    data, spool = stack["data"], stack["data"] / "update"
+    assert "Go back to version" not in client.get("/system").text  # root has said nothing yet
+    rollback.write_slots(data, "9.0.0", "8.9.0")  # as the health gate does at boot
+    page = client.get("/system").text
+    assert "Version 8.9.0 is still in the other system slot" in page
+    assert "Go back to version 8.9.0" in page
+
+    def post(version: str, password: str = PASSWORD) -> httpx.Response:
+        token = csrf_from(client.get("/system").text)
+        return client.post(
+            "/system/goback",
+            headers={"X-CSRF-Token": token, "HX-Request": "true"},
+            data={"version": version, "password": password},
+        )
+
+    assert "Not changed: wrong password" in post("8.9.0", "wrong").text
+    r = post("8.8.0")
+    assert r.status_code == 422 and "version 8.8.0 is not the previous version" in r.text
+    assert not (spool / request.REQUEST).exists()
+    r = post("8.9.0")
+    assert r.status_code == 202, r.text[:400]
+    assert "Going back to version 8.9.0" in r.text and 'hx-get="/system/update/status"' in r.text
+    req = request.take_request(spool)
+    assert req is not None and (req.action, req.version, req.reboot) == ("go back", "8.9.0", True)
+    (data / rollback.SLOTS).unlink()

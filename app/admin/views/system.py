@@ -26,7 +26,7 @@ from app.admin.uploads import UploadError, receive_upload
 from app.admin.views import updates
 from app.admin.views.common import check_password, command, form_dict
 from app.store import archive
-from app.update import health, install
+from app.update import health, install, rollback
 from app.update import request as update_request
 
 ARCHIVE_FIELD = "archive"
@@ -82,7 +82,9 @@ async def system_page(request: Request) -> Response:
         **listing,
         "journal": journal,
         "archive_upload_max_bytes": panel.cfg.archive_upload_max_bytes,
-        "updates": await asyncio.to_thread(updates_context, panel.cfg.data_dir),
+        "updates": await asyncio.to_thread(
+            updates_context, panel.cfg.data_dir, panel.cfg.os_release
+        ),
         "update_upload_max_bytes": panel.cfg.update_upload_max_bytes,
         "update_url": await asyncio.to_thread(updates.remembered_url, panel.cfg.update_url_file),
         "update_progress": await asyncio.to_thread(
@@ -113,6 +115,7 @@ def updates_context(panel_dir: Path, os_release: Path = install.OS_RELEASE) -> d
     )
     return {
         "running": running,
+        "previous": rollback.read_previous(panel_dir, running) if running else None,
         "verdicts": verdicts[:5],
         "rolled_back": rolled_back,
         "failed_probes": [p for p in (rolled_back or {}).get("probes", []) if not p.get("ok")],

@@ -29,7 +29,7 @@ from app.admin.render import render
 from app.admin.state import actor_of, panel_of
 from app.admin.uploads import UploadError, receive_upload
 from app.admin.views.common import check_password, command, form_dict
-from app.update import bundle, fetch, install, request
+from app.update import bundle, fetch, install, request, rollback
 from app.update.bundle import BundleError
 
 BUNDLE_FIELD = "bundle"
@@ -130,7 +130,7 @@ async def _accept(
     """A bundle on disk from either source: checked, the trading guard, then queued for root."""
     panel = panel_of(request_)
     refuse = _refuser(request_, outcome)
-    running = install.running_version()
+    running = _running(panel.cfg.os_release)
     flatten = fields.get("flatten", "") == "on"
     try:
         # The bundle first: a bad one must never cost the owner a position.
@@ -165,6 +165,47 @@ async def _accept(
     )
 
 
+async def go_back(request_: Request) -> Response:
+    """The owner goes back to the previous version (root checks it is that, and marks the
+    running one bad): never while live trading has a position or an order open."""
+    panel = panel_of(request_)
+    outcome: dict[str, Any] = {"action": "go back"}
+    refuse = _refuser(request_, outcome)
+    fields = await form_dict(request_)
+    why = await check_password(request_, fields.get("password", ""))
+    if why:
+        return await refuse(f"Not changed: {why}.", 403)
+    running = _running(panel.cfg.os_release)
+    previous = await asyncio.to_thread(rollback.read_previous, panel.cfg.data_dir, running)
+    to = fields.get("version", "")
+    try:
+        if previous is None or to != previous:
+            raise install.UpdateRefused(
+                f"refused: version {to or '?'} is not the previous version on this appliance"
+            )
+        install.check_trading(await _trading(request_))
+    except BundleError as exc:
+        return await refuse(str(exc), 422)
+    spool = panel.cfg.update_spool
+    await asyncio.to_thread(_prepare_spool, spool)
+    req = request.Request(
+        version=previous,
+        reboot=True,
+        actor=actor_of(request_),
+        ts_ms=time.time_ns() // 1_000_000,
+        action="go back",
+    )
+    await asyncio.to_thread(request.write_request, spool, req)
+    outcome.update(ok=True, version=previous, running=running)
+    return await render(
+        request_, "_update.html", {"update": outcome, "progress": None}, status_code=202
+    )
+
+
+def _running(os_release: Path) -> str:
+    return install.running_version(os_release) if os_release.exists() else ""
+
+
 async def _trading(request_: Request) -> install.Trading | None:
     status = await command(request_, contract.STATUS)
     return install.trading_of(status.result) if status.ok and status.result is not None else None
@@ -192,9 +233,13 @@ async def _flatten(request_: Request, version: str) -> install.Trading | None:
         await asyncio.sleep(0.5)
 
 
-def _queue(path: Path, spool: Path) -> None:
+def _prepare_spool(spool: Path) -> None:
     spool.mkdir(mode=0o750, exist_ok=True)
     (spool / request.STATUS).unlink(missing_ok=True)
+
+
+def _queue(path: Path, spool: Path) -> None:
+    _prepare_spool(spool)
     os.replace(path, spool / request.BUNDLE)
 
 
