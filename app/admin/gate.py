@@ -10,8 +10,9 @@ Bodies: an anonymous request to a private path is refused before a byte of its b
 other state-changing request's body is read here into memory, at most ``MAX_FORM_BYTES`` (checked
 from ``Content-Length`` first, then while it streams: 413 either way) and handed on from memory,
 so nothing behind the gate (Starlette's form parser spools large parts to temporary files) ever
-sees a larger one. The exceptions are the model and backup-archive uploads (``STREAMED_PATHS``,
-session required), which ``uploads.receive_upload`` streams to disk under their own limits.
+sees a larger one. The exceptions are the model, backup-archive and system-update uploads
+(``STREAMED_PATHS``, session required), which ``uploads.receive_upload`` streams to disk under
+their own limits (``upload_limit``).
 """
 
 from __future__ import annotations
@@ -25,15 +26,26 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admin import csrf
+from app.admin.config import AdminConfig
 from app.admin.sessions import COOKIE
 from app.admin.state import Panel
 
 PUBLIC_PATHS = frozenset({"/login", "/setup", "/favicon.ico"})
 MAX_FORM_BYTES = 256 * 1024
 ARCHIVE_UPLOAD = "/system/upload"
-STREAMED_PATHS = frozenset({"/models/upload", ARCHIVE_UPLOAD})
+UPDATE_UPLOAD = "/system/update"
+STREAMED_PATHS = frozenset({"/models/upload", ARCHIVE_UPLOAD, UPDATE_UPLOAD})
 # Multipart framing around an uploaded file: boundaries, part headers, the small fields.
 _UPLOAD_OVERHEAD = 64 * 1024
+
+
+def upload_limit(cfg: AdminConfig, path: str) -> int:
+    """The largest file a streamed upload path takes (its view checks the same limit)."""
+    if path == ARCHIVE_UPLOAD:
+        return cfg.archive_upload_max_bytes
+    if path == UPDATE_UPLOAD:
+        return cfg.update_upload_max_bytes
+    return cfg.upload_max_bytes
 
 
 def is_public(path: str) -> bool:
@@ -91,11 +103,7 @@ class Gate:
             streamed = path in STREAMED_PATHS
             limit = MAX_FORM_BYTES
             if streamed:
-                cfg = panel.cfg
-                upload_max = (
-                    cfg.archive_upload_max_bytes if path == ARCHIVE_UPLOAD else cfg.upload_max_bytes
-                )
-                limit = upload_max + _UPLOAD_OVERHEAD
+                limit = upload_limit(panel.cfg, path) + _UPLOAD_OVERHEAD
             body: bytes | None = b""
             if _declared_length(headers) > limit:
                 body = None
