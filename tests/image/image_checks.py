@@ -668,6 +668,7 @@ def check_prepare_update(ctx: Context) -> str:
     ctx.facts["before_update"] = wait_for("the engine answers", lambda: _state(ctx), 300, 5)
     ctx.facts["machine_id"] = ctx.agent.ok("cat /etc/machine-id").strip()
     running = ctx.agent.ok("cat /usr/lib/appliance/version").strip()
+    ctx.facts["first_version"] = running
     new = ctx.facts["next_version"]
     fetched, applied, slots, efi = _install(ctx, ctx.facts["next_bundle"], new)
     if slots != sorted([f"appliance_{running}", f"appliance_{new}"]):
@@ -721,6 +722,19 @@ def check_blessed(ctx: Context) -> str:
         f"health gate passed after {v['waited_s']:.0f}s ({' '.join(gate.split())}); "
         f"ESP {' '.join(efi)}"
     )
+
+
+def check_go_back_offered(ctx: Context) -> str:
+    """On N+1 the System page offers N, still in the other slot, as the way back (root's health
+    gate worked that out at this boot). Not pressed: the broken N+2 comes next."""
+    check_login(ctx)
+    old = ctx.agent.ok("cat /var/lib/appliance-panel/update-slots.json")
+    page = ctx.http.get(ctx.panel + "/system").text
+    # scripts/image-test.sh derives N+1 as "N.1".
+    first = str(ctx.facts.get("first_version") or ctx.facts["next_version"].removesuffix(".1"))
+    if f"Go back to version {first}" not in page:
+        raise AssertionError(f"no way back to {first!r} on the System page; root wrote {old}")
+    return f"the System page offers to go back to {first} ({' '.join(old.split())})"
 
 
 def check_prepare_broken_update(ctx: Context) -> str:
@@ -1012,6 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
             ("updated", check_updated),
             ("state-after-update", check_state_after_update),
             ("blessed", check_blessed),
+            ("go-back-offered", check_go_back_offered),
             # Last: N+2, which the next boot must reject by itself.
             ("prepare-broken-update", check_prepare_broken_update),
         ]
