@@ -15,7 +15,7 @@ run *ARGS:
 # Lint, type-check, then the whole test suite (installs Debian's Chromium for the browser tests).
 test *ARGS: lint
     scripts/install-browser.sh
-    pytest -q {{ARGS}}
+    pytest -q -rs {{ARGS}}
 
 # ruff (lint, then the format check) and mypy --strict on app/.
 lint:

@@ -221,6 +221,6 @@ rc=0
 if [ "$run_cmd" = 1 ]; then
     run "$@" || rc=$?
 else
-    run python3 -m pytest -q -p no:cacheprovider "$@" || rc=$?
+    run python3 -m pytest -q -rs -p no:cacheprovider "$@" || rc=$?
 fi
 exit "$rc"
