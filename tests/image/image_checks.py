@@ -618,6 +618,9 @@ def _install(ctx: Context, name: str, new: str) -> tuple[float, float, list[str]
     """Upload bundle ``name`` (from the host's bundle directory) on the panel's System page, as
     the owner would, and follow the install there: (seconds to upload and check, seconds to
     install, system slot labels, UKIs on the ESP)."""
+    # The bench before restarted the panel: QEMU's port forward resets a connection until it
+    # listens again.
+    check_panel_answers(ctx)
     check_login(ctx)
     token = ctx.csrf("/system")
     headers = {"X-CSRF-Token": token, "HX-Request": "true"}
