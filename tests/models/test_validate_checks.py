@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -209,7 +210,7 @@ def test_a_model_exactly_at_its_budget_passes(monkeypatch: pytest.MonkeyPatch) -
 def test_an_allocation_failure_in_onnxruntime_is_the_memory_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    failure = "onnxruntime: Failed to allocate memory for requested buffer of size 3136000000"
+    failure = "onnxruntime: Failed to allocate memory for requested buffer of size 3136000000 " * 4
 
     def out_of_memory(*_: Any, **__: Any) -> None:
         raise ModelError("refused", ("a first problem", failure))
@@ -319,3 +320,21 @@ def test_a_failed_child_is_named_by_the_last_line_it_wrote() -> None:
         "the validator process failed (exit 1):   last \ufffd line",
     )
     assert _verdict(b"", b"", 2).problems == ("the validator process failed (exit 2): ",)
+
+
+def test_a_child_killed_for_cpu_or_out_of_memory_is_named_so() -> None:
+    cpu = "CPU time limit: the check used more than 60 s of CPU"
+    assert _verdict(b"", b"", -signal.SIGXCPU).problems == (cpu,)
+    assert _verdict(b"", b"", -signal.SIGKILL).problems == (cpu,)
+    long = "std::bad_alloc " + "x" * 300
+    assert _verdict(b"", f"Traceback\n{long}\n".encode(), 1).problems == (
+        f"memory limit: the check failed within 2048 MiB (exit 1: {long[:200]})",
+    )
+    assert _verdict(b"", b"Fatal Python error: Segmentation fault\n", -signal.SIGSEGV).problems == (
+        "memory limit: the check failed within 2048 MiB "
+        f"(exit {-signal.SIGSEGV}: Fatal Python error: Segmentation fault)",
+    )
+    other = "RuntimeError: " + "z" * 400
+    assert _verdict(b"", other.encode(), 1).problems == (
+        f"the validator process failed (exit 1): {other[:300]}",
+    )
