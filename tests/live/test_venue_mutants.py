@@ -5,7 +5,9 @@ what a trader would: the order sent, the ledger row and events, the position, th
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -1379,3 +1381,232 @@ async def test_a_halted_refusal_names_the_order(venue: LiveVenue, mgate: RiskGat
     venue.halt("test")
     order = buy(mgate)
     assert (await venue.place(order)).order is order
+
+
+# -- races, late events and odd answers -----------------------------------------------------------
+
+
+async def test_drain_waits_for_every_order_path_even_after_one_failed(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    # One answer carries no order at all: that path fails; the other still completes, and
+    # drain (what closing the live session awaits before closing the client) returns.
+    exchange.fail("POST", ORDER, Fault(200, {}))
+    first, second = buy(mgate), buy(mgate)
+    venue.submit(first)
+    venue.submit(second)
+    await venue.drain()
+    rows = [await ledger.order(o.client_id) for o in (first, second)]
+    assert sorted(r["stage"] for r in rows if r is not None) == ["done", "intent"]
+    assert len(posted(exchange)) == 4  # both entries, and the filled one's stop and take-profit
+
+
+async def test_a_lost_answer_is_logged_with_the_order_and_the_error(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange.fail("POST", ORDER, replace(UNKNOWN_503, apply=True))
+    order = buy(mgate)
+    with caplog.at_level(logging.WARNING, logger="app.live.venue"):
+        await venue.place(order)
+    err = (
+        "POST /fapi/v1/order: HTTP 503 code -1000: Unknown error, please check your request "
+        "or try again."
+    )
+    assert f"order {order.client_id}: {err}; querying before any retry" in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+async def test_a_status_the_venue_does_not_know_leaves_the_order_working(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    exchange.market_status = "NEW"
+    order = buy(mgate)
+    await venue.place(order)
+    # PENDING_NEW is a Binance status (spot) OrderStatus does not have: taken as NEW.
+    await venue.on_user_event(
+        trade_update(order.client_id, x="NEW", status="PENDING_NEW", filled="0")
+    )
+    [working] = venue.open_orders()
+    assert (working.status, working.filled_qty) == (OrderStatus.NEW, Decimal(0))
+    assert venue.pending_qty() == {SYMBOL: Decimal("0.010")}
+    row = await ledger.order(order.client_id)
+    assert row is not None and (row["stage"], row["status"]) == ("open", "PENDING_NEW")
+    assert posted(exchange) == [order.client_id]  # nothing filled: no exits
+
+
+async def test_an_order_with_nothing_filled_has_no_average_price(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate
+) -> None:
+    exchange.market_status = "NEW"  # the answer's avgPrice is "0.00"
+    update = await venue.place(buy(mgate))
+    assert (update.status, update.filled_qty, update.avg_price) == (
+        OrderStatus.NEW, Decimal(0), None
+    )  # fmt: skip
+    [working] = venue.open_orders()
+    assert working.avg_price is None
+
+
+async def test_a_fill_on_the_stream_before_the_answer_protects_the_entry_once(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    order = buy(mgate)
+    sl, tp = f"{order.client_id}-sl", f"{order.client_id}-tp"
+    accepted, answer_now = threading.Event(), threading.Event()
+    original = exchange.answer
+
+    def answer(method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        result = original(method, path, params)
+        if (method, path) == ("POST", ORDER) and params["newClientOrderId"] == order.client_id:
+            # Filled at the exchange; the answer waits for the stream's event, letting the
+            # exchange serve other requests meanwhile (the server holds its lock around answer).
+            accepted.set()
+            exchange.lock.release()
+            try:
+                answer_now.wait(30)
+            finally:
+                exchange.lock.acquire()
+        return result
+
+    exchange.answer = answer  # type: ignore[method-assign]
+    placing = asyncio.create_task(venue.place(order))
+    try:
+        await asyncio.to_thread(accepted.wait, 30)
+        order_id = exchange.orders[order.client_id]["orderId"]
+        await venue.on_user_event(trade_update(order.client_id, order_id=order_id))
+    finally:
+        answer_now.set()
+    update = await placing
+    assert (update.status, update.filled_qty) == (OrderStatus.FILLED, Decimal("0.010"))
+    # Protected by the stream's event; the answer after it neither re-sends nor halts.
+    assert posted(exchange) == [order.client_id, sl, tp]
+    assert not venue.halted
+    assert venue.position_qty(SYMBOL) == Decimal("0.010")
+    assert venue.open_orders() == [] and venue.pending_qty() == {}
+    assert await kinds(ledger, order.client_id) == ["intent", "stream", "response"]
+    for exit_id in (sl, tp):
+        row = await ledger.order(exit_id)
+        assert row is not None and (row["stage"], row["status"]) == ("open", "NEW")
+
+
+async def test_an_entry_that_expired_unfilled_gets_no_exits(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    exchange.market_status = "EXPIRED"
+    order = buy(mgate)
+    update = await venue.place(order)
+    assert (update.status, update.filled_qty) == (OrderStatus.EXPIRED, Decimal(0))
+    assert posted(exchange) == [order.client_id]
+    assert await ledger.order(f"{order.client_id}-sl") is None
+    assert not venue.halted
+
+
+async def test_an_entry_that_expired_part_filled_is_protected_for_what_filled(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate
+) -> None:
+    exchange.market_status = "NEW"
+    order = buy(mgate)
+    await venue.place(order)
+    await venue.on_user_event(
+        trade_update(order.client_id, status="PARTIALLY_FILLED", qty="0.004", filled="0.004")
+    )
+    assert posted(exchange) == [order.client_id]  # partly filled and working: not yet
+    await venue.on_user_event(
+        trade_update(order.client_id, x="EXPIRED", status="EXPIRED", filled="0.004")
+    )
+    sl, tp = f"{order.client_id}-sl", f"{order.client_id}-tp"
+    assert posted(exchange) == [order.client_id, sl, tp]
+    for exit_id, level in ((sl, order.stop_price), (tp, order.take_profit)):
+        placed = exchange.orders[exit_id]
+        assert (placed["side"], placed["origQty"], placed["stopPrice"]) == (
+            "SELL", "0.004", str(level)
+        )  # fmt: skip
+    assert venue.pending_qty() == {}
+
+
+async def test_a_stop_found_partly_filled_after_a_lost_answer_is_cancelled_when_flat(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    order = buy(mgate)
+    sl, tp = f"{order.client_id}-sl", f"{order.client_id}-tp"
+    original = exchange.answer
+
+    def answer(method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        if (method, path) == ("POST", ORDER) and params["newClientOrderId"] == sl:
+            original(method, path, params)
+            # The stop triggered and partly filled before the venue's query; its answer is lost.
+            exchange.orders[sl].update(status="PARTIALLY_FILLED", executedQty="0.004")
+            return UNKNOWN_503.status, UNKNOWN_503.body
+        return original(method, path, params)
+
+    exchange.answer = answer  # type: ignore[method-assign]
+    await venue.place(order)
+    assert not venue.halted and venue.resolved_by_query == 1
+    row = await ledger.order(sl)
+    assert row is not None and (row["stage"], row["status"]) == ("open", "PARTIALLY_FILLED")
+    stop_id = exchange.orders[sl]["orderId"]
+    await venue.on_user_event(trade_update(order.client_id, trade_id=1))
+    await venue.on_user_event(
+        trade_update(
+            sl, side="SELL", status="PARTIALLY_FILLED", qty="0.004", filled="0.004",
+            trade_id=2, order_id=stop_id, order_type="STOP_MARKET",
+        )
+    )  # fmt: skip
+    assert exchange.sent("DELETE", ORDER) == []  # 0.006 still open: the exits stay
+    await venue.on_user_event(
+        trade_update("app-1-77", side="SELL", qty="0.006", filled="0.006", trade_id=3, order_id=9)
+    )
+    assert venue.position_qty(SYMBOL) == 0
+    assert [p["origClientOrderId"] for p in exchange.sent("DELETE", ORDER)] == [sl, tp]
+    assert exchange.orders[sl]["status"] == "CANCELED"
+
+
+async def test_an_exit_filled_while_a_position_remains_is_not_cancelled_later(
+    venue: LiveVenue, exchange: FakeBinance, mgate: RiskGate
+) -> None:
+    first, second = buy(mgate), buy(mgate)
+    await venue.place(first)
+    await venue.place(second)
+    await venue.on_user_event(trade_update(first.client_id, trade_id=1, order_id=1))
+    await venue.on_user_event(trade_update(second.client_id, trade_id=2, order_id=2))
+    # The first entry's stop fills: 0.010 of the 0.020 long remains, so nothing is cancelled.
+    first_sl = f"{first.client_id}-sl"
+    exchange.orders[first_sl]["status"] = "FILLED"
+    await venue.on_user_event(
+        trade_update(first_sl, side="SELL", trade_id=3, order_id=3, order_type="STOP_MARKET")
+    )
+    assert venue.position_qty(SYMBOL) == Decimal("0.010")
+    assert exchange.sent("DELETE", ORDER) == []
+    # The second's take-profit fills: flat. What still works is cancelled, not the filled stop.
+    second_tp = f"{second.client_id}-tp"
+    exchange.orders[second_tp]["status"] = "FILLED"
+    await venue.on_user_event(
+        trade_update(
+            second_tp, side="SELL", trade_id=4, order_id=4, order_type="TAKE_PROFIT_MARKET"
+        )
+    )
+    assert venue.position_qty(SYMBOL) == 0
+    # (The take-profit that made the position flat is asked too: its FILLED comes with the fill.)
+    assert [p["origClientOrderId"] for p in exchange.sent("DELETE", ORDER)] == sorted(
+        [f"{first.client_id}-tp", f"{second.client_id}-sl", second_tp]
+    )
+
+
+async def test_a_resync_after_a_late_stream_event_does_not_protect_an_entry_twice(
+    venue: LiveVenue, exchange: FakeBinance, ledger: OrderLedger, mgate: RiskGate
+) -> None:
+    order = buy(mgate)
+    await venue.place(order)  # answered FILLED: protected
+    # The stream delivers a partial fill after the answer, then drops before the final event:
+    # the entry's row is open again, and the reconnect resyncs.
+    await venue.on_user_event(
+        trade_update(order.client_id, status="PARTIALLY_FILLED", qty="0.004", filled="0.004")
+    )
+    row = await ledger.order(order.client_id)
+    assert row is not None and row["stage"] == "open"
+    assert await venue.resync_open() == 0
+    row = await ledger.order(order.client_id)
+    assert row is not None and (row["stage"], row["status"]) == ("done", "FILLED")
+    # Its exits already exist: not placed again (which the exchange would refuse, -4116).
+    assert posted(exchange) == [order.client_id, f"{order.client_id}-sl", f"{order.client_id}-tp"]
+    assert not venue.halted
