@@ -218,7 +218,8 @@ async def _flatten(request_: Request, version: str) -> install.Trading | None:
     )
     if not kill.ok:
         raise install.UpdateRefused(
-            f"refused: flattening failed, nothing was changed: {kill.error or 'no answer'}"
+            f"refused: the kill switch was not confirmed ({kill.error or 'no answer'}); the "
+            "Mode page shows what is open"
         )
     deadline = time.monotonic() + FLATTEN_WAIT_S
     while True:
