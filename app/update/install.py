@@ -58,7 +58,12 @@ class Trading:
 
 
 def running_version(os_release: Path = OS_RELEASE) -> str:
-    for line in os_release.read_text().splitlines():
+    """IMAGE_VERSION from os-release; "" when there is none (not an appliance image)."""
+    try:
+        text = os_release.read_text()
+    except FileNotFoundError:
+        return ""
+    for line in text.splitlines():
         if line.startswith("IMAGE_VERSION="):
             return line.split("=", 1)[1].strip().strip("\"'")
     return ""

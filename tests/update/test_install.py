@@ -203,6 +203,7 @@ def test_the_running_version_is_read_from_os_release(tmp_path: Path) -> None:
     assert install.running_version(tmp_path / "os-release") == "0.1.0.350"
     (tmp_path / "bare").write_text("ID=debian\n")
     assert install.running_version(tmp_path / "bare") == ""
+    assert install.running_version(tmp_path / "missing") == ""
 
 
 def test_a_system_without_the_slot_writer_says_so(tmp_path: Path, staging: Path) -> None:

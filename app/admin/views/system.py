@@ -97,7 +97,7 @@ async def system_page(request: Request) -> Response:
 def updates_context(panel_dir: Path, os_release: Path = install.OS_RELEASE) -> dict[str, Any]:
     """The running system version and the health gate's verdicts (app/update/health.py): after a
     rollback, the version that failed, why, and the one the appliance went back to."""
-    running = install.running_version(os_release) if os_release.exists() else ""
+    running = install.running_version(os_release)
     verdicts = health.read_record(panel_dir / health.RECORD.name)
     # The newest rollback away from a version that is not the one running (once that version is
     # installed and running again, it is history, not news).

@@ -130,7 +130,7 @@ async def _accept(
     """A bundle on disk from either source: checked, the trading guard, then queued for root."""
     panel = panel_of(request_)
     refuse = _refuser(request_, outcome)
-    running = _running(panel.cfg.os_release)
+    running = install.running_version(panel.cfg.os_release)
     flatten = fields.get("flatten", "") == "on"
     try:
         # The bundle first: a bad one must never cost the owner a position.
@@ -175,7 +175,7 @@ async def go_back(request_: Request) -> Response:
     why = await check_password(request_, fields.get("password", ""))
     if why:
         return await refuse(f"Not changed: {why}.", 403)
-    running = _running(panel.cfg.os_release)
+    running = install.running_version(panel.cfg.os_release)
     previous = await asyncio.to_thread(rollback.read_previous, panel.cfg.data_dir, running)
     to = fields.get("version", "")
     try:
@@ -200,10 +200,6 @@ async def go_back(request_: Request) -> Response:
     return await render(
         request_, "_update.html", {"update": outcome, "progress": None}, status_code=202
     )
-
-
-def _running(os_release: Path) -> str:
-    return install.running_version(os_release) if os_release.exists() else ""
 
 
 async def _trading(request_: Request) -> install.Trading | None:
